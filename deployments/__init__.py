@@ -1,0 +1,1 @@
+"""Model deployment: the serving gateway, traffic router and rollout strategies (progressive delivery milestone)."""

@@ -1,0 +1,237 @@
+"""The prediction log: every answer and every late label, written in batches off the request path.
+
+The gateway calls ``record``/``record_feedback`` (a deque append, microseconds); a daemon thread writes batches in
+one transaction each. The rollout flow and drift monitoring read from the same tables through ``variant_stats``
+and ``recent_features``, on SQLite by default or PostgreSQL by URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import and_, func, insert, select
+
+from mlops.store import feedback, get_engine, predictions, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def encode_value(value: Any) -> str:
+    """One canonical text form for predictions and labels, so ``1``, ``1.0`` and ``"1"`` compare as intended."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, default=str)
+
+
+class PredictionLog:
+    """Buffered writer plus the read queries the rollout and monitoring flows need."""
+
+    def __init__(
+        self, store_url: str, batch_size: int = 500, flush_interval: float = 0.2, max_buffer: int = 200_000
+    ) -> None:
+        self.engine = get_engine(store_url)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        # Bounded: if the database is unreachable for long, the oldest rows are dropped (and counted) rather than
+        # the gateway running out of memory.
+        self._rows: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self._labels: deque[dict[str, Any]] = deque(maxlen=max_buffer)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+        self.written = 0
+
+    # ---- writing ---------------------------------------------------------------------------------------------
+    def start(self) -> PredictionLog:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def record(self, **row: Any) -> None:
+        row.setdefault("at", utcnow())
+        self._rows.append(row)
+
+    def record_feedback(self, request_id: str, label: Any) -> None:
+        self._labels.append({"request_id": request_id, "label": encode_value(label), "at": utcnow()})
+
+    def flush(self) -> None:
+        """Write everything buffered so far (also called on shutdown)."""
+        with self._lock:
+            while self._rows or self._labels:
+                rows = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+                labels = [self._labels.popleft() for _ in range(min(self.batch_size, len(self._labels)))]
+                try:
+                    with self.engine.begin() as conn:
+                        if rows:
+                            conn.execute(insert(predictions), rows)
+                        if labels:
+                            conn.execute(insert(feedback), labels)
+                    self.written += len(rows)
+                except Exception:  # the log must never take the gateway down; count and report what was lost
+                    self.dropped += len(rows) + len(labels)
+                    log.exception("prediction log: dropped a batch of %d rows", len(rows) + len(labels))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    def variant_stats(self, model_name: str, rollout_id: int, since: datetime | None = None) -> dict[str, VariantStats]:
+        """Per variant (champion / challenger) counts for one rollout, optionally from ``since`` on."""
+        conds = [predictions.c.model_name == model_name, predictions.c.rollout_id == rollout_id]
+        if since is not None:
+            conds.append(predictions.c.at >= since)
+        where = and_(*conds)
+        stats: dict[str, VariantStats] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(predictions.c.variant, predictions.c.status, func.count())
+                .where(where)
+                .group_by(predictions.c.variant, predictions.c.status)
+            ).all()
+            for variant, status, count in rows:
+                s = stats.setdefault(variant, VariantStats(variant))
+                s.by_status[status] = int(count)
+            for variant, s in stats.items():
+                lat = conn.execute(
+                    select(predictions.c.latency_ms)
+                    .where(where, predictions.c.variant == variant, predictions.c.latency_ms.is_not(None))
+                    .order_by(predictions.c.id.desc())
+                    .limit(5000)
+                ).scalars()
+                s.latencies_ms = np.fromiter((v for v in lat), dtype=float)
+            labelled = conn.execute(
+                select(
+                    predictions.c.variant,
+                    func.count(),
+                    func.sum(func.coalesce((predictions.c.prediction == feedback.c.label).cast(_int()), 0)),
+                )
+                .select_from(predictions.join(feedback, feedback.c.request_id == predictions.c.request_id))
+                .where(where, predictions.c.status.in_(("ok", "shadow")))
+                .group_by(predictions.c.variant)
+            ).all()
+            for variant, n, correct in labelled:
+                s = stats.setdefault(variant, VariantStats(variant))
+                s.labelled, s.correct = int(n), int(correct or 0)
+        return stats
+
+    def agreement(self, model_name: str, rollout_id: int) -> tuple[int, int]:
+        """(requests scored by both, requests where they agreed): shadow predictions against the served answers."""
+        served = predictions.alias("served")
+        shadow = predictions.alias("shadow")
+        stmt = (
+            select(func.count(), func.sum((served.c.prediction == shadow.c.prediction).cast(_int())))
+            .select_from(served.join(shadow, served.c.request_id == shadow.c.request_id))
+            .where(
+                served.c.model_name == model_name,
+                served.c.rollout_id == rollout_id,
+                served.c.served == 1,
+                shadow.c.status == "shadow",
+            )
+        )
+        with self.engine.connect() as conn:
+            n, agreed = conn.execute(stmt).one()
+        return int(n or 0), int(agreed or 0)
+
+    def recent(self, model_name: str, since: datetime, limit: int) -> pd.DataFrame:
+        """Served answers since ``since`` (newest first, at most ``limit``): features, prediction, version, time,
+        latency, status and the label when one arrived."""
+        stmt = (
+            select(
+                predictions.c.at,
+                predictions.c.model_version,
+                predictions.c.status,
+                predictions.c.latency_ms,
+                predictions.c.features,
+                predictions.c.prediction,
+                feedback.c.label,
+            )
+            .select_from(predictions.outerjoin(feedback, feedback.c.request_id == predictions.c.request_id))
+            .where(
+                predictions.c.model_name == model_name,
+                predictions.c.at >= since,
+                predictions.c.status.in_(("ok", "fallback", "error")),
+            )
+            .order_by(predictions.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        if not rows:
+            return pd.DataFrame()
+        meta = pd.DataFrame(
+            [(r.at, r.model_version, r.status, r.latency_ms, r.prediction, r.label) for r in rows],
+            columns=["at", "model_version", "status", "latency_ms", "prediction", "label"],
+        )
+        features = pd.DataFrame([r.features or {} for r in rows])
+        for col in ("prediction", "label"):
+            meta[col] = meta[col].map(lambda v: None if v is None else json.loads(v))
+        meta["at"] = pd.to_datetime(meta["at"], utc=True)
+        return pd.concat([features, meta], axis=1).iloc[::-1].reset_index(drop=True)
+
+
+def _int() -> Any:
+    from sqlalchemy import Integer
+
+    return Integer()
+
+
+@dataclass
+class VariantStats:
+    variant: str
+    by_status: dict[str, int] = field(default_factory=dict)
+    latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
+    labelled: int = 0
+    correct: int = 0
+
+    @property
+    def requests(self) -> int:
+        """Answers this variant was asked for (served, fallen back, or scored in shadow)."""
+        return sum(self.by_status.values())
+
+    @property
+    def errors(self) -> int:
+        return (
+            self.by_status.get("error", 0) + self.by_status.get("fallback", 0) + self.by_status.get("shadow_error", 0)
+        )
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def latency_p(self, q: float) -> float | None:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms.size else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 5),
+            "latency_p50_ms": self.latency_p(50),
+            "latency_p95_ms": self.latency_p(95),
+            "labelled": self.labelled,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+        }

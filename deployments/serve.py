@@ -1,0 +1,83 @@
+"""Running the gateway: ``mlops serve`` (uvicorn on 127.0.0.1 by default) and an app factory for ``--workers``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import uvicorn
+from fastapi import FastAPI
+
+from deployments.gateway import Gateway, create_app
+from mlops.config import load_config
+from mlops.settings import Settings, get_settings
+
+TOKEN_ENV = "MLOPS_GATEWAY_TOKEN"
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    return Gateway(settings, load_config(settings.config), token=os.environ.get(TOKEN_ENV))
+
+
+def app_factory() -> FastAPI:
+    """Used by uvicorn (``factory=True``) so every worker process builds its own gateway from the environment."""
+    settings = get_settings()
+    settings.apply_to_environment()
+    return create_app(build_gateway(settings))
+
+
+def serve(settings: Settings, host: str, port: int, workers: int, log_level: str = "warning") -> None:
+    import uvicorn
+
+    os.environ["MLOPS_CONFIG"] = str(settings.config.resolve())
+    uvicorn.run(
+        "deployments.serve:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class BackgroundServer:
+    """A gateway served by uvicorn in a thread of this process (the demo and the tests use it)."""
+
+    url: str
+    gateway: Gateway
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.gateway.stop()
+
+
+def serve_in_background(gateway: Gateway, host: str = "127.0.0.1", port: int | None = None) -> BackgroundServer:
+    gateway.start()
+    port = port or free_port(host)
+    config = uvicorn.Config(
+        create_app(gateway, manage_lifecycle=False), host=host, port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="gateway-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not server.started:
+        gateway.stop()
+        raise RuntimeError(f"the gateway did not start on {host}:{port}")
+    return BackgroundServer(f"http://{host}:{port}", gateway, server, thread)

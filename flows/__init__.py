@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only. Each flow calls tasks from ``tasks/`` in order and branches on gates."""

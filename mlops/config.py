@@ -1,0 +1,311 @@
+"""Project configuration: one YAML file per model, validated strictly.
+
+Unknown keys and wrong types are errors naming the key (``gates.max_regresion: extra key not allowed``), so a
+typo never silently falls back to a default. Change-request overrides (``--set training.params.C=0.5``) are applied
+to the raw YAML and validated by the same schema, so an override can never produce a configuration a file could not.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops.errors import ConfigError
+
+BUILTIN_PREFIX = "builtin:"
+
+# Metric name -> (direction, problem type). The evaluator in tasks/training.py computes exactly these.
+METRICS: dict[str, tuple[Literal["maximize", "minimize"], Literal["classification", "regression"]]] = {
+    "accuracy": ("maximize", "classification"),
+    "balanced_accuracy": ("maximize", "classification"),
+    "f1": ("maximize", "classification"),
+    "roc_auc": ("maximize", "classification"),
+    "log_loss": ("minimize", "classification"),
+    "rmse": ("minimize", "regression"),
+    "mae": ("minimize", "regression"),
+    "r2": ("maximize", "regression"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    source: str = Field(
+        description="Path to a .csv or .parquet file (relative to the config file), or 'builtin:<name>' "
+        "for demo data shipped with the package (builtin:breast_cancer)."
+    )
+    target: str = Field(description="Column to predict.")
+    numeric_features: list[str] = Field(default_factory=list)
+    categorical_features: list[str] = Field(default_factory=list)
+    time_column: str | None = Field(default=None, description="Timestamp column, needed for a time split.")
+    allow_extra_columns: bool = Field(
+        default=False, description="Accept columns that are neither features, target nor time column."
+    )
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def columns(self) -> list[str]:
+        extra = [self.time_column] if self.time_column else []
+        return [*self.features, self.target, *extra]
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DataConfig:
+        if not self.features:
+            raise ValueError("declare at least one column in numeric_features or categorical_features")
+        overlap = set(self.numeric_features) & set(self.categorical_features)
+        if overlap:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(overlap)}")
+        if self.target in self.features:
+            raise ValueError(f"target {self.target!r} is also listed as a feature")
+        dupes = {c for c in self.features if self.features.count(c) > 1}
+        if dupes:
+            raise ValueError(f"features listed twice: {sorted(dupes)}")
+        return self
+
+
+class SplitConfig(_Strict):
+    method: Literal["random", "time"] = "random"
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0, description="Fraction of rows held out.")
+    seed: int = 42
+
+
+class TrainingConfig(_Strict):
+    estimator: str = Field(
+        default="sklearn.linear_model.LogisticRegression",
+        description="Import path of an sklearn-compatible estimator class.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+    scale_numeric: bool = Field(default=True, description="Standardise numeric features inside the pipeline.")
+
+
+class EvaluationConfig(_Strict):
+    primary_metric: str = "accuracy"
+    direction: Literal["maximize", "minimize"] | None = Field(
+        default=None, description="Defaults to the metric's natural direction."
+    )
+
+    @model_validator(mode="after")
+    def _known_metric(self) -> EvaluationConfig:
+        if self.primary_metric not in METRICS:
+            raise ValueError(f"unknown primary_metric {self.primary_metric!r}; choose one of {sorted(METRICS)}")
+        return self
+
+    @property
+    def resolved_direction(self) -> Literal["maximize", "minimize"]:
+        return self.direction or METRICS[self.primary_metric][0]
+
+    @property
+    def problem_type(self) -> Literal["classification", "regression"]:
+        return METRICS[self.primary_metric][1]
+
+
+class GatesConfig(_Strict):
+    min_score: float | None = Field(default=None, description="Absolute floor (ceiling when minimizing).")
+    max_regression: float = Field(
+        default=0.0, ge=0.0, description="How much worse than the champion a challenger may score."
+    )
+    min_improvement: float | None = Field(
+        default=None, ge=0.0, description="How much better than the champion a challenger must score."
+    )
+
+
+class ValidationConfig(_Strict):
+    suite: str | None = Field(default=None, description="Great Expectations suite (JSON), relative to the config file.")
+    min_rows: int = Field(default=50, ge=1)
+    max_missing_fraction: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Largest share of missing values allowed in a feature."
+    )
+    max_missing_target_fraction: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of rows allowed without a label; such rows are left out of training and scoring.",
+    )
+
+
+class QualityGuardConfig(_Strict):
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Largest false-rollback probability accepted.")
+    beta: float = Field(default=0.2, gt=0, lt=0.5, description="Largest chance of missing a real degradation.")
+    min_effect: float = Field(default=0.05, gt=0, lt=1, description="Accuracy drop worth rolling back for.")
+
+
+class RolloutConfig(_Strict):
+    """How a challenger meets real traffic, and what makes it promoted or rolled back."""
+
+    strategy: Literal["canary", "ab", "shadow"] = "canary"
+    steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
+    min_requests_per_step: int = Field(default=200, ge=1, description="Challenger answers needed to leave a step.")
+    min_seconds_per_step: float = Field(default=30.0, ge=0)
+    ab_split: float = Field(default=50.0, gt=0, lt=100, description="Percent to the challenger in an A/B test.")
+    min_labels: int = Field(default=200, ge=1, description="Labelled challenger answers needed to promote.")
+    max_error_rate_increase: float = Field(default=0.02, gt=0, lt=1)
+    max_latency_ratio: float = Field(default=1.5, gt=1, description="Challenger p95 latency over the champion's.")
+    min_latency_increase_ms: float = Field(
+        default=5.0, ge=0, description="...and by at least this much, so 1.0 vs 1.6 ms noise does not roll back."
+    )
+    quality: QualityGuardConfig = QualityGuardConfig()
+    max_duration_seconds: float = Field(default=7200, gt=0, description="Then the rollout pauses for a person.")
+    challenger_timeout_ms: float = Field(default=250, gt=0)
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> RolloutConfig:
+        if any(not 0 < s <= 100 for s in self.steps) or self.steps != sorted(self.steps):
+            raise ValueError("steps must be increasing percentages in (0, 100], e.g. [5, 25, 50, 100]")
+        return self
+
+
+class MonitoringConfig(_Strict):
+    """What the ``monitor`` flow checks, and when it raises ``mlops.drift.detected`` / ``mlops.model.degraded``."""
+
+    window_minutes: float = Field(default=60.0, gt=0, description="Recent predictions compared with the reference.")
+    min_rows: int = Field(default=200, ge=10, description="Fewer recent rows than this: no verdict.")
+    max_rows: int = Field(default=30_000, ge=1001, description="Deterministic sample size per side.")
+    drift_share: float = Field(default=0.3, gt=0, le=1, description="Share of drifted columns that is drift.")
+    interval_seconds: float = Field(default=60.0, gt=0, description="Bucket size of the EWMA charts.")
+    ewma_alpha: float = Field(default=0.3, gt=0, le=1)
+    ewma_width: float = Field(default=3.0, gt=0)
+    slo_latency_p95_ms: float = Field(default=50.0, gt=0)
+    slo_error_rate: float = Field(default=0.01, ge=0, le=1)
+    slo_accuracy: float | None = Field(default=None, ge=0, le=1)
+    retrain_cooldown_minutes: float = Field(default=60.0, ge=0, description="At most one retrain per cooldown.")
+    rollback_window_hours: float = Field(
+        default=24.0, gt=0, description="Degradation this soon after a promotion rolls back to previous."
+    )
+
+
+class ProjectConfig(_Strict):
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    description: str = ""
+    data: DataConfig
+    split: SplitConfig = SplitConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gates: GatesConfig = GatesConfig()
+    validation: ValidationConfig = ValidationConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    base_dir: Path = Field(default=Path("."), exclude=True, description="Folder relative paths resolve from.")
+
+    @model_validator(mode="after")
+    def _check_split(self) -> ProjectConfig:
+        if self.split.method == "time" and not self.data.time_column:
+            raise ValueError("split.method 'time' needs data.time_column")
+        return self
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"base_dir"})
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see config/project.yaml for the schema)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"  {key}: {msg}")
+    return f"{origin} is invalid:\n" + "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any], base_dir: Path, origin: str = "configuration") -> ProjectConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin} must be a YAML mapping of keys to values, got {type(raw).__name__}.")
+    try:
+        return ProjectConfig.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, origin)) from None
+
+
+def read_raw_config(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"configuration file {path} does not exist; copy config/project.yaml and edit it, "
+            "or point MLOPS_CONFIG / --config at yours."
+        )
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ConfigError(f"configuration file {path} is not readable YAML: {err}") from None
+    if raw is None:
+        raise ConfigError(f"configuration file {path} is empty.")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"configuration file {path} must be a mapping of keys to values.")
+    return raw
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> ProjectConfig:
+    """Read, apply ``overrides`` (dotted keys), and validate; errors name the key and the file."""
+    path = Path(path).resolve()
+    raw = read_raw_config(path)
+    origin = str(path)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        origin = f"{path} with overrides {sorted(overrides)}"
+    return parse_config(raw, base_dir=path.parent, origin=origin)
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """Parse ``key.path=value``; the value is read as a YAML scalar/list (``0.5``, ``true``, ``[a, b]``)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like key=value, e.g. training.params.C=0.5")
+    key, _, text = item.partition("=")
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} has an empty key; use dotted keys like gates.min_score=0.9")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+# Keys under which arbitrary sub-keys are legitimate (estimator parameters); everywhere else an override must
+# name an existing schema key, so a typo is reported instead of creating a new, ignored entry.
+_FREE_FORM = ("training.params",)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    result = copy.deepcopy(raw)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        free_form = any(dotted.startswith(prefix + ".") for prefix in _FREE_FORM)
+        if not free_form:
+            _check_schema_key(parts, dotted)
+        node = result
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {dotted!r}: {part!r} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _check_schema_key(parts: list[str], dotted: str) -> None:
+    model: type[BaseModel] | None = ProjectConfig
+    for i, part in enumerate(parts):
+        if model is None or part not in model.model_fields or part == "base_dir":
+            where = ".".join(parts[:i]) or "the top level"
+            known = sorted(k for k in (model.model_fields if model else {}) if k != "base_dir")
+            hint = f"; known keys there: {', '.join(known)}" if known else ""
+            raise ConfigError(f"override key {dotted!r} is unknown: no {part!r} under {where}{hint}")
+        annotation = model.model_fields[part].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None

@@ -1,0 +1,340 @@
+"""``mlops demo``: the lifecycle end to end on embedded stores, in a few minutes.
+
+1. a major request bootstraps champion 1.0.0 on the Wisconsin breast cancer data (shipped with scikit-learn);
+2. a minor request (weaker regularisation) yields challenger 1.1.0, compared with the champion on the same rows;
+3. a hotfix request pointing at a corrupted export is stopped by the Great Expectations gate: nothing registered;
+4. (unless ``--no-rollout``) the gateway serves both; replayed HTTP traffic with late labels drives a canary
+   rollout of 1.1.0, which is promoted; then a hotfix trained on a mislabelled export (with its gates relaxed, as
+   happens under pressure) becomes challenger 1.1.1 and is rolled back automatically by the quality guard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from mlops.config import load_config
+from mlops.errors import ConfigError, MlopsError, ValidationFailed
+from mlops.settings import Settings
+
+
+def corrupt_breast_cancer(path: Path, seed: int = 7) -> Path:
+    """A plausible bad export: a unit mix-up (negative radii), text in a numeric column, missing labels,
+    and a stray column. Each is something the validation gate must name."""
+    from mlops.datasets import breast_cancer
+    from tasks.data import write_frame
+
+    rng = np.random.default_rng(seed)
+    frame = breast_cancer()
+    rows = rng.choice(len(frame), 40, replace=False)
+    frame.loc[rows[:20], "mean radius"] = -frame.loc[rows[:20], "mean radius"]
+    frame["mean texture"] = frame["mean texture"].astype(object)
+    frame.loc[rows[20:25], "mean texture"] = "17,25"  # a decimal comma from a spreadsheet
+    frame.loc[rows[25:40], "diagnosis"] = None
+    frame["export_batch_id"] = "2026-11-24T00:00"
+    return write_frame(frame, path)
+
+
+def mislabel_breast_cancer(path: Path, fraction: float = 0.35, seed: int = 3) -> Path:
+    """An export where a share of malignant cases were recorded as benign: a model trained on it looks fine on its
+    own (equally mislabelled) holdout and is about 10 accuracy points worse on the truth."""
+    from mlops.datasets import breast_cancer
+    from tasks.data import write_frame
+
+    rng = np.random.default_rng(seed)
+    frame = breast_cancer()
+    flip = (frame["diagnosis"] == "malignant") & (rng.random(len(frame)) < fraction)
+    frame.loc[flip, "diagnosis"] = "benign"
+    return write_frame(frame, path)
+
+
+def roll_out(settings: Settings, console: Console, url: str, title: str) -> dict[str, object]:
+    """Replay labelled traffic at the gateway from another process while the rollout flow decides."""
+    import subprocess
+    import sys
+
+    from flows.rollout import rollout
+
+    console.rule(f"[bold]Canary rollout: {title}")
+    replay_cmd = [
+        sys.executable,
+        "-m",
+        "mlops.cli",
+        "replay",
+        "--url",
+        url,
+        "--rate",
+        "150",
+        "--count",
+        "30000",
+        "--label-delay",
+        "0.5",
+        "--json",
+    ]
+    traffic = subprocess.Popen(replay_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    t0 = time.perf_counter()
+    try:
+        with console.status("Replaying labelled traffic through the gateway; the rollout flow is judging..."):
+            result = rollout(config_path=str(settings.config), poll_seconds=0.5, max_minutes=5)
+    finally:
+        traffic.terminate()
+        traffic.wait(timeout=30)
+    last = result["steps"][-1]["stats"]["challenger"] if result["steps"] else {}
+    colour = "green" if result["status"] == "promoted" else "red"
+    console.print(
+        f"[{colour}]{result['status']}[/{colour}] after {time.perf_counter() - t0:.0f} s, "
+        f"{last.get('requests', 0)} challenger answers and {last.get('labelled', 0)} labels: "
+        f"{result['reason']}"
+    )
+    return {**result, "labels": last.get("labelled", 0), "answers": last.get("requests", 0)}
+
+
+def run_demo(settings: Settings, console: Console, reset: bool = False, with_rollout: bool = True) -> None:
+    os.environ.setdefault(
+        "PREFECT_LOGGING_LEVEL", "CRITICAL"
+    )  # the demo narrates; the runs and their logs stay in the Prefect UI
+    from mlops.cli import registry_show, request_list
+    from mlops.store import ProjectStore
+    from model_registry.registry import ModelRegistry
+    from tasks.intake import submit_request
+    from tasks.tracking import configure_mlflow
+
+    started = time.perf_counter()
+    home = settings.home_dir
+    if reset and home.exists():
+        console.print(f"Removing the previous demo state in {home}")
+        shutil.rmtree(home)
+    settings.ensure_home()
+    config = load_config(settings.config)
+    registry = ModelRegistry(config.model_name, ProjectStore(settings.store_url), configure_mlflow(settings))
+    if registry.exists() and registry.versions(with_metrics=False):
+        raise ConfigError(
+            f"the registry in {home} already holds {config.model_name!r}; the demo starts from an empty home. "
+            "Run `mlops demo --reset` (deletes that home) or set MLOPS_HOME to another folder."
+        )
+    store = ProjectStore(settings.store_url)
+
+    from flows.lifecycle import lifecycle
+
+    def step(title: str, kind: str, reason: str, overrides: dict[str, object] | None = None) -> None:
+        req = submit_request(store, settings.config, kind, title, reason, overrides, submitted_by="mlops demo")
+        console.rule(f"[bold]{kind} request #{req.id}: {title}")
+        t0 = time.perf_counter()
+        with console.status(
+            f"Running the lifecycle flow for request #{req.id} (validate, train, compare, register)..."
+        ):
+            try:
+                outcome = lifecycle(config_path=str(settings.config), request_id=req.id)
+            except ValidationFailed as err:
+                console.print(f"[red]Stopped by the data validation gate[/red] ({time.perf_counter() - t0:.1f} s):")
+                for failure in err.failures:
+                    console.print(f"  - {failure}")
+                console.print("  Request marked failed; nothing registered; the GX report is in the MLflow run.")
+                return
+        console.print(f"[green]{outcome.status}[/green] in {time.perf_counter() - t0:.1f} s: {outcome.decision}")
+
+    step(
+        "Bootstrap the breast cancer classifier",
+        "major",
+        "First model for the diagnosis assistant: logistic regression on the 30 Wisconsin features.",
+    )
+    step(
+        "Weaker regularisation",
+        "minor",
+        "Validation curves suggest C=0.5 fits better than 0.05.",
+        {"training.params.C": 0.5},
+    )
+    corrupted = corrupt_breast_cancer(home / "demo" / "corrupted_export.csv")
+    step(
+        "Retrain on the November export",
+        "hotfix",
+        "New export from the lab system; retrain before the weekend.",
+        {"data.source": str(corrupted)},
+    )
+
+    decisions = []
+    if with_rollout:
+        from deployments.gateway import Gateway
+        from deployments.serve import serve_in_background
+
+        server = serve_in_background(Gateway(settings, config))
+        console.print(f"Gateway serving champion and challenger at {server.url}")
+        try:
+            decisions.append(roll_out(settings, console, server.url, "challenger 1.1.0"))
+            mislabelled = mislabel_breast_cancer(home / "demo" / "mislabelled_export.csv")
+            step(
+                "Retrain on the re-exported lab data",
+                "hotfix",
+                "Urgent: the lab re-exported its records. Gates relaxed to ship today.",
+                {"data.source": str(mislabelled), "gates.max_regression": 0.5, "gates.min_score": 0.5},
+            )
+            decisions.append(roll_out(settings, console, server.url, "challenger 1.1.1 (mislabelled training data)"))
+        finally:
+            server.stop()
+
+    console.rule("[bold]Summary")
+    registry_show(model=None, as_json=False)
+    request_list(status=None, as_json=False)
+    for d in decisions:
+        console.print(
+            f"Rollout #{d['id']} of v{d['challenger_version']}: [bold]{d['status']}[/bold] after "
+            f"{d['answers']} challenger answers and {d['labels']} labels."
+        )
+    console.print(
+        f"Demo finished in {time.perf_counter() - started:.0f} s. Everything is under {home}.\n"
+        "Open the UIs with [bold]make ui[/bold] (or `.venv/bin/mlops ui`): Prefect at http://127.0.0.1:4200 "
+        "(flow runs and their lifecycle artifacts), MLflow at http://127.0.0.1:5000 (select the two runs of "
+        f"experiment {config.model_name!r} and press Compare). `mlops registry compare champion challenger` "
+        "does the same in the terminal."
+    )
+
+
+def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(2)
+    raise MlopsError(f"timed out after {timeout:.0f} s waiting for {what}; see the logs under MLOPS_HOME/logs.")
+
+
+def run_loop_demo(
+    settings: Settings, console: Console, *, reset: bool, ports: tuple[int, int, int], keep_running: bool
+) -> None:
+    """``mlops demo --full``: the closed loop with nobody watching, on a real local stack (``mlops up``).
+
+    Bootstrap a champion; send drifted traffic through the gateway; the deployed ``monitor`` finds the drift and
+    its event starts ``retrain`` (request -> lifecycle -> canary rollout under replayed traffic -> promotion);
+    then a degradation event makes ``rollback`` restore the previous champion.
+    """
+    import subprocess
+    import sys
+
+    from mlops.cli import registry_show, request_list
+    from mlops.ui import run_stack, stack_down
+
+    started = time.perf_counter()
+    home = settings.home_dir
+    if reset and home.exists():
+        stack_down(settings)
+        shutil.rmtree(home)
+    settings.ensure_home()
+    prefect_port, mlflow_port, gateway_port = ports
+    api, gateway = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{gateway_port}"
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home),
+        "MLOPS_CONFIG": str(settings.config.resolve()),
+        "PREFECT_API_URL": api,
+    }
+    mlops = [sys.executable, "-m", "mlops.cli"]
+
+    def run(*cmd: str) -> str:
+        result = subprocess.run(list(cmd), env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise MlopsError(f"`{' '.join(cmd[2:6])}` failed: {(result.stderr or result.stdout)[-1000:]}")
+        return result.stdout
+
+    def state() -> dict[str, Any]:
+        return json.loads(run(*mlops, "registry", "show", "--json"))
+
+    run_stack(settings, console, prefect_port, mlflow_port, gateway_port, detach=True)
+    try:
+        console.rule("[bold]1. A champion")
+        run(*mlops, "request", "submit", "--kind", "major", "--title", "Bootstrap", "--reason", "first model")
+        run(*mlops, "run")
+        console.print(f"champion: {state()['aliases']}")
+
+        console.rule("[bold]2. Drifted traffic, and the deployed monitor")
+        drifted = home / "demo" / "drifted_traffic.csv"
+        from mlops.datasets import breast_cancer
+        from tasks.data import write_frame
+
+        frame = breast_cancer()
+        features = [c for c in frame.columns if c != "diagnosis"]
+        frame[features] = frame[features] * 1.6  # a unit change upstream: every size feature 60% larger
+        write_frame(frame, drifted)
+        run(
+            *mlops,
+            "replay",
+            "--url",
+            gateway,
+            "--source",
+            str(drifted),
+            "--count",
+            "400",
+            "--rate",
+            "200",
+            "--label-delay",
+            "0",
+        )
+        run(str(Path(sys.executable).with_name("prefect")), "deployment", "run", "monitor/monitor")
+        with console.status("monitor -> mlops.drift.detected -> retrain (request, lifecycle)..."):
+            retrained = _wait(
+                lambda: [
+                    r
+                    for r in json.loads(run(*mlops, "request", "list", "--json"))
+                    if r["submitted_by"] == "retrain flow" and r["status"] not in ("queued", "running")
+                ],
+                300,
+                "the retrain",
+            )
+        console.print(f"retrain request #{retrained[0]['id']} {retrained[0]['status']}: {retrained[0]['reason'][:200]}")
+
+        console.rule("[bold]3. The retrain's canary rollout under live traffic")
+        _wait(lambda: json.loads(run(*mlops, "rollout", "status", "--json")), 120, "the rollout to start")
+        traffic = subprocess.Popen(
+            [*mlops, "replay", "--url", gateway, "--count", "30000", "--rate", "150", "--label-delay", "0.5"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with console.status("canary steps, guards and sequential tests..."):
+                done = _wait(
+                    lambda: (
+                        (r := json.loads(run(*mlops, "rollout", "status", "--json")))
+                        and r["status"] in ("promoted", "aborted")
+                        and r
+                    ),
+                    300,
+                    "the rollout decision",
+                )
+        finally:
+            traffic.terminate()
+            traffic.wait(timeout=30)
+        console.print(f"rollout #{done['id']} {done['status']}: {done['reason'][:300]}")
+
+        console.rule("[bold]4. The new champion degrades: automatic rollback")
+        emit = (
+            "from prefect.events import emit_event; emit_event(event='mlops.model.degraded', resource="
+            f"{{'prefect.resource.id': 'mlops.model.{load_config(settings.config).model_name}'}}, "
+            "payload={'metrics': ['accuracy']})"
+        )
+        run(sys.executable, "-c", emit)
+        before = state()["aliases"]
+        with console.status("mlops.model.degraded -> rollback..."):
+            after = _wait(lambda: (a := state()["aliases"]) != before and a, 180, "the rollback")
+        console.print(f"aliases {before} -> {after}")
+
+        console.rule("[bold]Summary")
+        registry_show(model=None, as_json=False)
+        request_list(status=None, as_json=False)
+        console.print(
+            f"Loop demo finished in {time.perf_counter() - started:.0f} s. Prefect UI: {api[:-4]} "
+            f"(flow runs, artifacts, automations), MLflow: http://127.0.0.1:{mlflow_port}."
+        )
+    finally:
+        if not keep_running:
+            console.print(f"Stopped: {', '.join(stack_down(settings))}.")
+        else:
+            console.print("The stack keeps running; `mlops down` stops it.")

@@ -1,0 +1,40 @@
+"""Names shared across the project: registry aliases, tag keys and Prefect event names (one source of truth)."""
+
+from __future__ import annotations
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
+
+# MLflow tag keys written on runs and model versions.
+TAG_SEMVER = "mlops.semver"
+TAG_REQUEST_ID = "mlops.request_id"
+TAG_REQUEST_KIND = "mlops.request_kind"
+TAG_REQUEST_TITLE = "mlops.request_title"
+TAG_DATA_FINGERPRINT = "mlops.data_fingerprint"
+TAG_CODE_VERSION = "mlops.code_version"
+TAG_DECISION = "mlops.decision"
+TAG_DECISION_REASON = "mlops.decision_reason"
+TAG_ROLE = "mlops.role"
+TAG_PRIMARY_METRIC = "mlops.primary_metric"
+TAG_GATE_PREFIX = "mlops.gate."
+
+# Prefect event names (resources are the model: ``mlops.model.<name>``).
+EVENT_MODEL_REGISTERED = "mlops.model.registered"
+EVENT_VALIDATION_FAILED = "mlops.data.validation_failed"
+EVENT_ROLLOUT_PROMOTED = "mlops.rollout.promoted"
+EVENT_ROLLOUT_ABORTED = "mlops.rollout.aborted"
+EVENT_DRIFT_DETECTED = "mlops.drift.detected"
+EVENT_MODEL_DEGRADED = "mlops.model.degraded"
+EVENT_MODEL_ROLLED_BACK = "mlops.model.rolled_back"
+
+
+def model_resource_id(model_name: str) -> str:
+    """Prefect event resource id for a registered model."""
+    return f"mlops.model.{model_name}"
+
+
+def model_resource(model_name: str) -> dict[str, str]:
+    """The ``resource`` of every event this project emits: the model, by id and name."""
+    return {"prefect.resource.id": model_resource_id(model_name), "prefect.resource.name": model_name}

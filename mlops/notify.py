@@ -1,0 +1,60 @@
+"""Notices to people (source 14.3): promotions, rollbacks, drift, failures and requests for a decision.
+
+Each notice is a Prefect event (so Prefect automations can route it to Slack, e-mail or PagerDuty blocks) and,
+when ``MLOPS_WEBHOOK_URL`` is set, a JSON POST to that URL (a chat webhook or an incident tool). Delivery is best
+effort with a short timeout and one retry: a notice must never fail the flow that sends it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.request
+from typing import Any
+
+from mlops.events import model_resource
+
+log = logging.getLogger("mlops.notify")
+WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
+NOTICE_EVENT = "mlops.notice"
+
+
+def notify(kind: str, model_name: str, summary: str, severity: str = "info", **details: Any) -> bool:
+    """Send one notice; returns True when the webhook (if configured) accepted it."""
+    body = {
+        "kind": kind,
+        "model": model_name,
+        "severity": severity,
+        "summary": summary,
+        "details": details,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        from prefect.context import FlowRunContext
+        from prefect.events import emit_event
+
+        if FlowRunContext.get() is None and not os.environ.get("PREFECT_API_URL"):
+            raise LookupError("no Prefect API in reach")  # emitting would start a temporary server just for this
+        emit_event(
+            event=f"{NOTICE_EVENT}.{kind}",
+            resource=model_resource(model_name),
+            payload=body,
+        )
+    except Exception:  # no Prefect API reachable: the webhook may still be
+        log.debug("could not emit the notice as a Prefect event", exc_info=True)
+    url = os.environ.get(WEBHOOK_ENV)
+    if not url:
+        return True
+    data = json.dumps(body, default=str).encode()
+    for attempt in range(2):
+        try:
+            req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                if 200 <= resp.status < 300:
+                    return True
+        except OSError as err:
+            log.warning("webhook notice %s failed (attempt %d): %s", kind, attempt + 1, err)
+        time.sleep(0.5)
+    return False

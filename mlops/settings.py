@@ -1,0 +1,90 @@
+"""Where the orchestrator keeps its state, read from the environment (prefix ``MLOPS_``) when asked, never at import.
+
+Embedded defaults put everything under one project home (``MLOPS_HOME``, default ``./.mlops``):
+the MLflow store (``mlflow.db`` + ``artifacts/``), Prefect's database (``prefect/``), and the project's own store
+(``mlops.db``: change requests, alias history). The standard ``MLFLOW_TRACKING_URI`` and ``PREFECT_API_URL``
+override the embedded MLflow store and Prefect server, and ``MLOPS_DATABASE_URL`` points the project store at
+PostgreSQL in production.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QUIET_ENV = {
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class Settings(BaseSettings):
+    """All locations and URLs; one source of truth for each."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+
+    home: Path = Field(default=Path(".mlops"), description="Project home folder holding all embedded state.")
+    config: Path = Field(default=Path("config/project.yaml"), description="Project configuration file.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the project store; default sqlite:///<home>/mlops.db."
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MLOPS_MLFLOW_TRACKING_URI"),
+        description="MLflow tracking/registry URI; default sqlite:///<home>/mlflow.db.",
+    )
+    prefect_api_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PREFECT_API_URL", "MLOPS_PREFECT_API_URL"),
+        description="Prefect API; default: an embedded Prefect server on SQLite under <home>/prefect.",
+    )
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home_dir / 'mlops.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.home_dir / "artifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.home_dir / "prefect"
+
+    def ensure_home(self) -> None:
+        """Create the home folder on first use (called by commands, never on import)."""
+        self.home_dir.mkdir(parents=True, exist_ok=True)
+        self.artifact_root.mkdir(parents=True, exist_ok=True)
+
+    def apply_to_environment(self) -> None:
+        """Point Prefect and MLflow at this home before either library is imported by a command.
+
+        Prefect reads ``PREFECT_HOME`` when its settings are first built, so this must run before flows are
+        imported. Variables the user set explicitly are left alone.
+        """
+        self.ensure_home()
+        if not self.prefect_api_url:
+            os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
+        # Nothing here needs the network: no library phones home (Prefect's telemetry heartbeat also contends for
+        # the embedded server's SQLite database while it migrates).
+        for var, value in QUIET_ENV.items():
+            os.environ.setdefault(var, value)
+
+
+def get_settings() -> Settings:
+    """Build settings from the current environment (cheap; call where needed instead of caching globally)."""
+    return Settings()

@@ -1,0 +1,73 @@
+"""Prediction log and rollout state on the real store: SQLite always, PostgreSQL when MLOPS_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from deployments.prediction_log import PredictionLog, encode_value
+from deployments.rollout_state import RolloutStore
+from mlops.errors import MlopsError
+from mlops.store import utcnow
+
+pytestmark = pytest.mark.postgres
+
+
+def test_batched_writes_and_per_variant_statistics(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url, batch_size=7, flush_interval=0.05).start()
+    for i in range(30):
+        variant = "challenger" if i % 3 == 0 else "champion"
+        status = "fallback" if i == 0 else "ok"
+        log.record(request_id=f"r{i}", model_name="m", variant=variant, model_version="2" if i % 3 == 0 else "1",
+                   status=status, served=int(status == "ok"), features={"x": i}, prediction=encode_value("yes"),
+                   latency_ms=float(i), rollout_id=5)  # fmt: skip
+        log.record_feedback(f"r{i}", "yes" if i % 2 == 0 else "no")
+    log.record(request_id="other", model_name="m", variant="champion", model_version="1", status="ok", served=1,
+               features={}, prediction=encode_value("yes"), latency_ms=1.0, rollout_id=6)  # fmt: skip
+    log.close()
+    assert log.written == 31 and log.dropped == 0
+    stats = PredictionLog(any_store_url).variant_stats("m", 5)
+    chall, champ = stats["challenger"], stats["champion"]
+    assert (chall.requests, chall.errors, champ.requests, champ.errors) == (10, 1, 20, 0)
+    # labels join on request id; a fallback answer is not a challenger prediction to judge
+    assert (chall.labelled, chall.correct) == (9, 4)
+    assert (champ.labelled, champ.correct) == (20, 10)
+    assert champ.latency_p(50) == pytest.approx(15.5, abs=1.0)
+    later = PredictionLog(any_store_url).variant_stats("m", 5, since=utcnow() + timedelta(seconds=5))
+    assert later == {}
+
+
+def test_values_compare_in_one_canonical_form() -> None:
+    import numpy as np
+
+    assert encode_value(1.0) == encode_value(1) == encode_value(np.int64(1)) == "1"
+    assert encode_value("1") == '"1"' and encode_value(np.str_("yes")) == encode_value("yes")
+
+
+def test_shadow_agreement(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url)
+    for i in range(10):
+        log.record(request_id=f"q{i}", model_name="m", variant="champion", model_version="1", status="ok", served=1,
+                   prediction=encode_value("a"), rollout_id=1)  # fmt: skip
+        log.record(request_id=f"q{i}", model_name="m", variant="challenger", model_version="2", status="shadow",
+                   served=0, prediction=encode_value("a" if i < 7 else "b"), rollout_id=1)  # fmt: skip
+    log.flush()
+    assert log.agreement("m", 1) == (10, 7)
+
+
+def test_rollout_state_is_persisted_one_live_rollout_per_model(any_store_url: str) -> None:
+    store = RolloutStore(any_store_url)
+    r = store.start("m", "canary", "1", "2", 10.0, {"steps": [10, 100]}, "start")
+    assert store.live("m") == r and r.served_weight == 10.0
+    with pytest.raises(MlopsError, match="already has rollout"):
+        store.start("m", "canary", "1", "3", 10.0, {}, "again")
+    r2 = store.update(r.id, log_entry={"action": "advance"}, step_index=1, weight=100.0)
+    r3 = RolloutStore(any_store_url).update(r.id, log_entry={"action": "promote"}, status="promoted")
+    assert (r2.weight, [s["action"] for s in r3.steps], r3.live) == (100.0, ["advance", "promote"], False)
+    assert store.live("m") is None and store.latest("m").status == "promoted"  # type: ignore[union-attr]
+    paused = store.start("m", "shadow", "2", "4", 0.0, {}, "shadow")
+    assert paused.shadow and paused.served_weight == 0.0
+    assert store.update(paused.id, status="paused").served_weight == 0.0
+    with pytest.raises(MlopsError, match="does not exist"):
+        store.get(999)

@@ -1,0 +1,150 @@
+"""The rollout flow end to end: a real gateway on 127.0.0.1, real HTTP traffic with late labels from the replayer,
+the prediction log, the sequential tests, the registry and Prefect (test harness). One promotion, one rollback,
+and a flow that resumes a rollout after a gateway restart."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from prefect.artifacts import Artifact
+
+from deployments.replay import ReplayReport, records_from, replay
+from deployments.rollout_state import RolloutStore
+from flows.rollout import rollout
+from mlops.config import ProjectConfig
+from mlops.datasets import breast_cancer
+from mlops.store import ProjectStore
+from model_registry.registry import ModelRegistry
+from tests.gateway_fixtures import Served, register
+
+# Short steps for tests. Latency on a 2-core CI box shared with the test's own traffic generator is noise, so the
+# latency guard is loosened here (it is tested on exact counts in tests/deployments/test_rollout_policy.py).
+FAST = {
+    "steps": [20.0, 100.0],
+    "min_requests_per_step": 40,
+    "min_seconds_per_step": 0.5,
+    "min_labels": 60,
+    "max_latency_ratio": 10.0,
+}
+
+
+def fast(config: ProjectConfig) -> ProjectConfig:
+    policy = config.rollout.model_copy(update=FAST)
+    return config.model_copy(
+        update={"rollout": policy.model_copy(update={"quality": policy.quality.model_copy(update={"alpha": 0.01})})}
+    )
+
+
+def traffic_in_background(url: str, count: int) -> tuple[threading.Thread, list[ReplayReport], threading.Event]:
+    frame = breast_cancer()
+    records = records_from(frame, [c for c in frame.columns if c != "diagnosis"])
+    out: list[ReplayReport] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        out.append(
+            asyncio.run(
+                replay(
+                    url,
+                    records,
+                    frame["diagnosis"].tolist(),
+                    rate=250,
+                    count=count,
+                    label_delay=0.2,
+                    concurrency=8,
+                    max_seconds=60,
+                    stop=stop,
+                )
+            )
+        )
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out, stop
+
+
+def write_config(tmp_path: Any, config: ProjectConfig) -> str:
+    import yaml
+
+    path = tmp_path / "project.yaml"
+    raw = config.to_yaml_dict()
+    raw["data"]["source"] = config.data.source
+    raw["validation"]["suite"] = str(config.resolve(config.validation.suite)) if config.validation.suite else None
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+def test_a_good_challenger_is_promoted_through_canary_steps(
+    settings: Any, demo_config: ProjectConfig, serve_gateway: Callable[..., Served], tmp_path: Any
+) -> None:
+    config = fast(demo_config)
+    champion = register(settings, config, "1.0.0", "champion")
+    challenger = register(settings, config, "1.1.0", "challenger", C=0.5)
+    served = serve_gateway(config)
+    thread, report, stop = traffic_in_background(served.url, 5000)
+    try:
+        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert result["status"] == "promoted", result["reason"]
+    assert [s["action"] for s in result["steps"] if s["action"] != "continue"] == ["advance", "promote"]
+    reg = ModelRegistry(config.model_name, ProjectStore(settings.store_url))
+    assert reg.aliases() == {"champion": challenger, "previous": champion}
+    assert reg.resolve(challenger).tags["mlops.decision"] == "promoted"
+    assert report[0].statuses.get(200) == report[0].sent, "no user request failed during the rollout"
+    art = Artifact.get("rollout-breast-cancer-classifier")
+    assert art is not None and "promoted" in art.data and "| advance |" in art.data
+
+
+def test_a_bad_challenger_is_rolled_back_automatically(
+    settings: Any, demo_config: ProjectConfig, serve_gateway: Callable[..., Served], tmp_path: Any
+) -> None:
+    config = fast(demo_config)
+    champion = register(settings, config, "1.0.0", "champion")
+    bad = register(settings, config, "1.1.0", "challenger", C=0.0001)  # predicts the majority class
+    served = serve_gateway(config)
+    thread, _, stop = traffic_in_background(served.url, 5000)
+    try:
+        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert result["status"] == "aborted" and result["reason"].startswith("quality guard")
+    reg = ModelRegistry(config.model_name, ProjectStore(settings.store_url))
+    assert reg.aliases() == {"champion": champion}
+    tags = reg.resolve(bad).tags
+    assert tags["mlops.decision"] == "rolled back" and "quality guard" in tags["mlops.decision_reason"]
+    history = reg.history()
+    assert (history[-1].alias, history[-1].to_version) == ("challenger", None)
+    assert "rolled back" in history[-1].reason
+
+
+def test_a_restarted_gateway_and_flow_resume_the_rollout(
+    settings: Any, demo_config: ProjectConfig, serve_gateway: Callable[..., Served], tmp_path: Any
+) -> None:
+    config = fast(demo_config)
+    register(settings, config, "1.0.0", "champion")
+    register(settings, config, "1.1.0", "challenger", C=0.5)
+    store = RolloutStore(settings.store_url)
+    first = serve_gateway(config)
+    path = write_config(tmp_path, config)
+    thread, _, _ = traffic_in_background(first.url, 300)
+    rollout(config_path=path, poll_seconds=0.2, max_minutes=0.05)  # watches for 3 s, then stops watching
+    thread.join()
+    before = store.live(config.model_name)
+    assert before is not None and before.status == "running"
+    first.stop()
+
+    second = serve_gateway(config)  # a new gateway process reads the same state
+    assert second.gateway.rollout is not None and second.gateway.rollout.id == before.id
+    thread, _, stop = traffic_in_background(second.url, 5000)
+    try:
+        result = rollout(config_path=path, poll_seconds=0.3, max_minutes=2)
+    finally:
+        stop.set()
+        thread.join()
+    assert result["id"] == before.id and result["status"] == "promoted"
