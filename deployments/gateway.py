@@ -33,6 +33,7 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import ClientDisconnect
 
 from deployments.prediction_log import PredictionLog, encode_value
 from deployments.rollout_state import Rollout, RolloutStore
@@ -492,6 +493,10 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> FastAPI:
             return orjson.loads(body)
         except orjson.JSONDecodeError as err:
             raise InvalidInput([{"field": None, "error": f"body is not valid JSON: {err}"}]) from None
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_req: Request, _exc: ClientDisconnect) -> Response:
+        return Response(status_code=499)  # the caller hung up mid-body (nginx's code); nothing to answer or log
 
     @app.exception_handler(InvalidInput)
     async def _invalid(_req: Request, exc: InvalidInput) -> Response:

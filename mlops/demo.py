@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -107,6 +108,7 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
     from tasks.intake import submit_request
     from tasks.tracking import configure_mlflow
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..." etc.
     started = time.perf_counter()
     home = settings.home_dir
     if reset and home.exists():

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         self.ensure_home()
         if not self.prefect_api_url:
             os.environ.setdefault("PREFECT_HOME", str(self.prefect_home))
+            # The embedded server migrates a fresh SQLite database before it answers; Prefect gives it 20 s, which a
+            # busy 2-core machine exceeds ("Timed out while attempting to connect to ephemeral Prefect API server").
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         os.environ.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
         # Nothing here needs the network: no library phones home (Prefect's telemetry heartbeat also contends for
         # the embedded server's SQLite database while it migrates).

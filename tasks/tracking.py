@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,12 +149,15 @@ def log_model(
             skops_trusted_types=trusted,
         )
         try:
-            dataset = mlflow.data.from_pandas(
-                train,
-                source=None if source.startswith("builtin:") else source,
-                name=f"{config.model_name}-train",
-                targets=config.data.target,
-            )
+            with warnings.catch_warnings():
+                # a local path matches two registered LocalArtifactDatasetSource entries; MLflow warns, picks one
+                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                dataset = mlflow.data.from_pandas(
+                    train,
+                    source=None if source.startswith("builtin:") else source,
+                    name=f"{config.model_name}-train",
+                    targets=config.data.target,
+                )
             mlflow.log_input(dataset, context="training", tags={TAG_DATA_FINGERPRINT: fingerprint})
         except MlflowException:
             pass  # lineage is best effort: a source MLflow cannot describe must not stop training

@@ -146,7 +146,8 @@ def validate_frame(frame: pd.DataFrame, config: ProjectConfig) -> ValidationRepo
                 continue  # reported by the column-set expectation; GX's own error here is unreadable
             expectations.append(exp)
 
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines are about temp folders
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):  # GX sets the second to INFO
+        logging.getLogger(name).setLevel(logging.WARNING)  # its INFO lines are about temp folders
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     # Build each expectation on its own: GX's suite constructor logs and *drops* an expectation it cannot build,

@@ -120,9 +120,11 @@ def test_demo_goes_from_requests_to_a_promotion_and_an_automatic_rollback(cli_ho
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "Stopped by the data validation gate" in demo.stdout
     assert "Demo finished" in demo.stdout
+    assert "Traceback" not in demo.stdout + demo.stderr, demo.stdout[-3000:] + demo.stderr[-3000:]
+    narrated = demo.stdout  # a surprising registry below is read against what the demo printed (its decisions)
 
     shown: dict[str, Any] = json.loads(mlops("registry", "show", "--json", home=cli_home).stdout)
-    assert [v["semver"] for v in shown["versions"]] == ["1.0.0", "1.1.0", "1.1.1"]
+    assert [v["semver"] for v in shown["versions"]] == ["1.0.0", "1.1.0", "1.1.1"], narrated
     assert shown["aliases"] == {"champion": "2", "previous": "1"}  # 1.1.0 promoted, 1.1.1 rolled back
     moves = [(h["alias"], h["from_version"], h["to_version"]) for h in shown["alias_history"]]
     assert moves == [
