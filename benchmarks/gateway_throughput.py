@@ -18,15 +18,13 @@ Targets:
 3. a ~20-line FastAPI app: ``mlflow.sklearn.load_model`` + ``model.predict(pd.DataFrame.from_records(records))``;
 4. in-process ``model.predict`` of a one-row DataFrame in a loop (no HTTP), plus two in-process variants that
    attribute the gateway's cost (the minimal app's frame building, the gateway's validation and output check);
-5. with ``--what-if``: the gateway app with ``validate_records`` building its frame in one numpy call (patched at
-   start-up in the benchmark's own launcher; the project's code is not changed).
 
 The load generator is a small asyncio HTTP/1.1 client over raw streams (stdlib only; uvloop when installed): it
 costs far less CPU per request than the servers it measures, so ``wrk`` is not needed.
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/gateway_throughput.py [--seconds 10] [--concurrency 8] [--what-if]
+    .venv/bin/python benchmarks/gateway_throughput.py [--seconds 10] [--concurrency 8]
 
 Prints a markdown table and writes the figures to ``benchmarks/results/gateway_throughput.json``.
 """
@@ -65,7 +63,6 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 TARGET_VS_MLFLOW = 10.0
 TARGET_VS_MINIMAL = 0.8
 TARGET_OVERHEAD_MS = 1.0
-WHAT_IF = "what-if: gateway, frame built in one numpy call"
 LOADGENS: set[subprocess.Popen[bytes]] = set()  # running load generators, killed on interruption
 VERSION_RE = re.compile(rb'"model_version":"([^"]*)"')
 
@@ -89,48 +86,6 @@ async def predict(request: Request) -> Response:
     preds = model.predict(pd.DataFrame.from_records(records))
     return Response(orjson.dumps({"predictions": preds.tolist()}), media_type="application/json")
 '''
-
-
-# A what-if for the report, not the shipped gateway (``--what-if``): the same ``mlops serve`` app, with
-# ``validate_records`` building the frame in one numpy call instead of 30 per-column pandas conversions. Valid input
-# gives the same float64 frame; anything else falls back to the original, so errors are unchanged.
-FAST_VALIDATION_GATEWAY = """
-import sys
-
-import numpy as np
-import pandas as pd
-import uvicorn
-
-import deployments.gateway as g
-
-original = g.validate_records
-
-
-def validate_records(records, handle):
-    types = handle.column_types
-    if (
-        not isinstance(records, list)
-        or not records
-        or len(records) > g.MAX_RECORDS
-        or not all(kind in g.NUMERIC_TYPES for kind in types.values())
-    ):
-        return original(records, handle)
-    features = handle.features
-    for rec in records:
-        if not isinstance(rec, dict) or rec.keys() != types.keys():
-            return original(records, handle)
-        for value in rec.values():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                return original(records, handle)
-    values = np.array([[rec[name] for name in features] for rec in records], dtype=float)
-    return pd.DataFrame(values, columns=features)
-
-
-g.validate_records = validate_records
-from deployments.serve import app_factory  # noqa: E402
-
-uvicorn.run(app_factory(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
-"""
 
 
 # ---- load generator (stdlib only; runs in its own pinned process) ------------------------------------------------
@@ -557,7 +512,7 @@ def in_process(rows: list[dict[str, float]], iterations: int, rounds: int) -> di
     import numpy as np
     import pandas as pd
 
-    from deployments.gateway import check_output, load_handle, validate_records
+    from deployments.gateway import check_output, load_handle, records_frame, validate_records
     from mlops.settings import get_settings
     from tasks.tracking import configure_mlflow
 
@@ -575,7 +530,7 @@ def in_process(rows: list[dict[str, float]], iterations: int, rounds: int) -> di
 
     def gateway_path(i: int) -> None:
         records = [rows[i % len(rows)]]
-        check_output(handle.model.predict(validate_records(records, handle)), 1)
+        check_output(handle.model.predict(records_frame(validate_records(records, handle), handle)), 1)
 
     previous = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     if previous is not None and has_taskset() and (os.cpu_count() or 1) > 1:
@@ -743,16 +698,6 @@ def context(results: dict[str, Any]) -> dict[str, float]:
             / inproc["validate_records + predict + check_output (gateway's work)"]["rps"]
         ),
     }
-    if WHAT_IF in http:
-        out[f"{WHAT_IF} / minimal throughput"] = (
-            http[WHAT_IF]["loaded"]["rps"] / http["minimal FastAPI app"]["loaded"]["rps"]
-        )
-        out[f"{WHAT_IF} / mlflow throughput"] = http[WHAT_IF]["loaded"]["rps"] / mlflow_rps
-        out[f"{WHAT_IF} / minimal, requests per server CPU-second"] = (
-            http[WHAT_IF]["loaded"]["requests_per_cpu_second"]
-            / http["minimal FastAPI app"]["loaded"]["requests_per_cpu_second"]
-        )
-        out[f"{WHAT_IF} / gateway throughput"] = http[WHAT_IF]["loaded"]["rps"] / http["mlops gateway"]["loaded"]["rps"]
     return out
 
 
@@ -820,9 +765,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serial-seconds", type=float, default=4.0, help="seconds with one connection per target")
     parser.add_argument("--iterations", type=int, default=3000, help="in-process predict calls")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved measuring rounds per target")
-    parser.add_argument(
-        "--what-if", action="store_true", help=f"also measure '{WHAT_IF}' (the gateway with vectorised validation)"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and server logs")
     args = parser.parse_args(argv)
     args.seconds = min(max(args.seconds, 1.0), 60.0)  # bounded: the whole run stays within a few minutes
@@ -862,11 +804,6 @@ def main(argv: list[str] | None = None) -> int:
                 ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
                 ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
             ]
-            if args.what_if:
-                (app_dir / "fast_validation_gateway.py").write_text(FAST_VALIDATION_GATEWAY)
-                port = free_port()
-                cmd = [sys.executable, str(app_dir / "fast_validation_gateway.py"), str(port)]
-                targets_spec.append((WHAT_IF, cmd, env, port, "/v1/predict", records))
             servers: dict[str, tuple[Server, str, Path]] = {}
             print("Starting the servers one after the other (each pinned, each answering before the next starts)")
             for name, cmd, target_env, port, path, bodies in targets_spec:

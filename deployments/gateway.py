@@ -6,11 +6,13 @@ Endpoints: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /healthz``, ``GET 
 Design points:
 - Models come only from the configured MLflow registry, by alias, and are swapped in place when an alias moves
   (load the new model first, then replace one reference): in-flight requests finish on the model they started on.
-- With no rollout the champion answers through an opportunistic batcher: requests that arrive while a predict runs
-  share the next predict call (8 rows cost what 1 row costs), with no waiting window. During a rollout both
-  variants run in one small thread pool (so their latencies are comparable) and the challenger has a deadline:
-  a hanging or failing challenger costs the caller one timeout at most and then the champion's answer. A circuit
-  breaker stops sending to a failing variant.
+- With no rollout the champion answers through an adaptive batcher (``Batcher``): requests that arrive while a
+  predict runs share the next predict call (8 rows cost what 1 row costs). During a rollout both variants run in
+  one small thread pool (so their latencies are comparable) and the challenger has a deadline: a hanging or failing
+  challenger costs the caller one timeout at most and then the champion's answer. A circuit breaker stops sending
+  to a failing variant.
+- ``POST /v1/predict`` and ``/v1/feedback`` are answered by a small ASGI front (``GatewayApp``); the other endpoints
+  are a FastAPI app behind it.
 - Invalid input is the caller's fault: 422 with field-level errors, never counted against a variant.
 - Both variants down: 503 with Retry-After, never an invented prediction.
 """
@@ -18,11 +20,14 @@ Design points:
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
+import itertools
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -83,8 +88,9 @@ class InvalidInput(Exception):
         self.errors = errors
 
 
-def validate_records(records: Any, handle: ModelHandle) -> pd.DataFrame:
-    """Check records against the model signature and build the model's input frame; errors name record and field."""
+def validate_records(records: Any, handle: ModelHandle) -> list[dict[str, Any]]:
+    """Check records against the model signature; errors name record and field. ``records_frame`` builds the input
+    (once per batch on the fast path: a DataFrame per request cost more than the model's share of a batch)."""
     if not isinstance(records, list) or not records:
         raise InvalidInput([{"field": "records", "error": "expected a non-empty list of objects"}])
     if len(records) > MAX_RECORDS:
@@ -114,7 +120,7 @@ def validate_records(records: Any, handle: ModelHandle) -> pd.DataFrame:
             break
     if errors:
         raise InvalidInput(errors)
-    return records_frame(records, handle)
+    return records
 
 
 def records_frame(records: list[dict[str, Any]], handle: ModelHandle) -> pd.DataFrame:
@@ -152,31 +158,65 @@ def timed_predict(model: Any, frame: pd.DataFrame) -> tuple[Any, float]:
 
 
 class Batcher:
-    """Opportunistic batching for the fast path: requests that arrive while a ``predict`` is running are answered
-    by the next single ``predict`` call on all of them (8 rows cost about what 1 row costs). There is no waiting
-    window: an idle gateway predicts a lone request at once, so single-client latency is unchanged.
+    """Adaptive batching for the fast path: requests that arrive while a ``predict`` runs share the next single
+    ``predict`` call (8 rows cost about what 1 row costs: most of a scikit-learn pipeline's time is per call).
+
+    An idle gateway predicts a lone request at once, so sparse traffic and a single client see no added latency.
+    Under sustained load (a batch finished within the last ``busy_window`` seconds) the next batch waits at most
+    ``max_wait`` seconds for as many requests as the largest of the last ``memory`` batches, so callers that are
+    answered together and come back together keep sharing calls instead of splitting into a batch of one and a
+    batch of the rest.
     """
 
-    def __init__(self, executor: ThreadPoolExecutor, max_rows: int = 256) -> None:
+    def __init__(
+        self,
+        executor: ThreadPoolExecutor,
+        max_rows: int = 256,
+        max_wait: float = 0.002,
+        busy_window: float = 0.05,
+        memory: int = 16,
+    ) -> None:
         self.executor = executor
         self.max_rows = max_rows
-        self.pending: list[tuple[ModelHandle, pd.DataFrame, asyncio.Future[tuple[list[Any], float]]]] = []
+        self.max_wait = max_wait
+        self.busy_window = busy_window
+        self.pending: list[tuple[ModelHandle, list[dict[str, Any]], asyncio.Future[tuple[list[Any], float]]]] = []
         self.draining = False
+        self.recent: collections.deque[int] = collections.deque(maxlen=memory)  # requests per recent batch
+        self.last_done = float("-inf")
         self._task: asyncio.Task[None] | None = None
+        self._filled: asyncio.Future[None] | None = None
+        self._want = 1
 
-    async def predict(self, handle: ModelHandle, frame: pd.DataFrame) -> tuple[list[Any], float]:
+    async def predict(self, handle: ModelHandle, records: list[dict[str, Any]]) -> tuple[list[Any], float]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[list[Any], float]] = loop.create_future()
-        self.pending.append((handle, frame, future))
+        self.pending.append((handle, records, future))
         if not self.draining:
             self.draining = True
             self._task = loop.create_task(self._drain())  # keep a reference: the loop holds tasks weakly
+        elif self._filled is not None and len(self.pending) >= self._want:
+            _resolve(self._filled)
         return await future
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Under load, give the callers answered by the last batch ``max_wait`` to come back (see the class doc)."""
+        want = max(self.recent, default=1)
+        if len(self.pending) >= want or loop.time() - self.last_done > self.busy_window:
+            return
+        self._want, self._filled = want, loop.create_future()
+        timer = loop.call_later(self.max_wait, _resolve, self._filled)
+        try:
+            await self._filled
+        finally:
+            timer.cancel()
+            self._filled = None
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         try:
             while self.pending:
+                await self._gather(loop)
                 handle = self.pending[0][0]
                 batch, rest, rows = [], [], 0
                 for item in self.pending:  # one model per call, bounded size; the rest waits for the next call
@@ -186,10 +226,11 @@ class Batcher:
                     else:
                         rest.append(item)
                 self.pending = rest
-                frames = [f for _, f, _ in batch]
-                joined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+                self.recent.append(len(batch))
+                joined = [record for _, records, _ in batch for record in records]
                 try:
-                    raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle.model, joined)
+                    frame = records_frame(joined, handle)  # one frame per batch
+                    raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle.model, frame)
                     answers = check_output(raw, len(joined))
                 except Exception as err:
                     for _, _, fut in batch:
@@ -201,8 +242,14 @@ class Batcher:
                     if not fut.done():
                         fut.set_result((answers[start : start + len(f)], latency))
                     start += len(f)
+                self.last_done = loop.time()
         finally:
             self.draining = False
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Metrics:
@@ -274,6 +321,10 @@ class Gateway:
         self._refresher: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
         self.last_refresh_error: str | None = None
+        # request ids: a random per-process prefix and a counter (unique across gateways and restarts, and about
+        # 10x cheaper than a uuid4 per record, which reads the OS entropy pool every time)
+        self._id_prefix = uuid.uuid4().hex[:16]
+        self._id_counter = itertools.count()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -330,6 +381,9 @@ class Gateway:
                 self.metrics.model_info.labels(alias, h.version, h.semver or "").set(1)
 
     # ---- serving ---------------------------------------------------------------------------------------------
+    def new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
     def _challenger_for(self, rollout: Rollout | None, handles: dict[str, ModelHandle]) -> ModelHandle | None:
         challenger = handles.get(CHALLENGER)
         if rollout is None or challenger is None or challenger.version != rollout.challenger_version:
@@ -344,8 +398,8 @@ class Gateway:
             raise Unavailable("no model is loaded yet")
         schema_of = champion or challenger
         assert schema_of is not None
-        frame = validate_records(records, schema_of)  # raises InvalidInput: the caller's fault, no variant charged
-        ids = [uuid.uuid4().hex for _ in records]
+        validate_records(records, schema_of)  # raises InvalidInput: the caller's fault, no variant charged
+        ids = [self.new_id() for _ in records]
         weight = rollout.served_weight if rollout else 0.0
         primary = choose_variant(weight, routing_key, salt=str(rollout.id) if rollout else "")
         order = (
@@ -358,8 +412,9 @@ class Gateway:
             if handle is None or not self.breakers[variant].allow():
                 continue
             try:
-                inputs = frame if handle.column_types == schema_of.column_types else validate_records(records, handle)
-                preds, latency = await self._run(variant, handle, inputs, rollout)
+                if handle.column_types != schema_of.column_types:
+                    validate_records(records, handle)
+                preds, latency = await self._run(variant, handle, records, rollout)
             except Exception as err:
                 self.breakers[variant].failure()
                 self.metrics.breaker_open.labels(variant).set(1 if self.breakers[variant].state != "closed" else 0)
@@ -374,7 +429,7 @@ class Gateway:
             self.metrics.latency.labels(variant).observe(latency / 1000.0)
             self._log_rows(ids, records, variant, handle, preds, latency, "ok", 1, rollout_id)
             if rollout is not None and rollout.shadow and challenger is not None and variant == CHAMPION:
-                self._shadow(ids, records, frame, challenger, rollout_id)
+                self._shadow(ids, records, challenger, rollout_id)
             return {
                 "predictions": [
                     {
@@ -390,7 +445,7 @@ class Gateway:
         raise Unavailable("every model variant is failing or its circuit is open")
 
     async def _run(
-        self, variant: str, handle: ModelHandle, frame: pd.DataFrame, rollout: Rollout | None
+        self, variant: str, handle: ModelHandle, records: list[dict[str, Any]], rollout: Rollout | None
     ) -> tuple[list[Any], float]:
         """Predict and return (answers, model time in ms).
 
@@ -399,17 +454,14 @@ class Gateway:
         has a deadline, so a hanging challenger costs the caller one timeout and then the champion's answer.
         """
         if rollout is None:
-            return await self.batcher.predict(handle, frame)
-        else:
-            loop = asyncio.get_running_loop()
-            call = loop.run_in_executor(self.executor, timed_predict, handle.model, frame)
-            timeout = self.challenger_timeout if variant == CHALLENGER else None
-            raw, latency = await asyncio.wait_for(call, timeout=timeout)
-        return check_output(raw, len(frame)), latency
+            return await self.batcher.predict(handle, records)
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self.executor, timed_predict, handle.model, records_frame(records, handle))
+        timeout = self.challenger_timeout if variant == CHALLENGER else None
+        raw, latency = await asyncio.wait_for(call, timeout=timeout)
+        return check_output(raw, len(records)), latency
 
-    def _shadow(
-        self, ids: list[str], records: list[Any], frame: pd.DataFrame, handle: ModelHandle, rollout_id: int | None
-    ) -> None:
+    def _shadow(self, ids: list[str], records: list[Any], handle: ModelHandle, rollout_id: int | None) -> None:
         with self._shadow_lock:
             if self._shadow_in_flight >= 8 or not self.breakers[CHALLENGER].allow():
                 return  # shadow scoring is best effort: never let it queue up behind real traffic
@@ -417,8 +469,8 @@ class Gateway:
 
         def score() -> None:
             try:
-                raw, latency = timed_predict(handle.model, frame)
-                preds = check_output(raw, len(frame))
+                raw, latency = timed_predict(handle.model, records_frame(records, handle))
+                preds = check_output(raw, len(records))
                 self.breakers[CHALLENGER].success()
                 self.metrics.requests.labels(CHALLENGER, "shadow").inc()
                 self._log_rows(ids, records, CHALLENGER, handle, preds, latency, "shadow", 0, rollout_id)
@@ -469,7 +521,116 @@ class Unavailable(Exception):
     pass
 
 
-def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> FastAPI:
+# ---- HTTP ------------------------------------------------------------------------------------------------------
+Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        raise InvalidInput([{"field": None, "error": f"body is not valid JSON: {err}"}]) from None
+
+
+async def answer_predict(gateway: Gateway, body: bytes, routing_key: str | None) -> Answer:
+    parsed = parse_json(body)
+    records = parsed.get("records") if isinstance(parsed, dict) else None
+    return 200, orjson.dumps(await gateway.predict(records, routing_key)), []
+
+
+def answer_feedback(gateway: Gateway, body: bytes) -> Answer:
+    parsed = parse_json(body)
+    items = parsed.get("feedback", [parsed]) if isinstance(parsed, dict) else parsed
+    if not isinstance(items, list) or not items:
+        raise InvalidInput([{"field": "feedback", "error": "expected {request_id, label} or a list of them"}])
+    errors = [
+        {"record": i, "field": "request_id/label", "error": "each item needs request_id and label"}
+        for i, item in enumerate(items)
+        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or "label" not in item
+    ]
+    if errors:
+        raise InvalidInput(errors)
+    for item in items:
+        gateway.log.record_feedback(item["request_id"], item["label"])
+    return 202, orjson.dumps({"accepted": len(items)}), []
+
+
+def error_answer(gateway: Gateway, exc: Exception) -> Answer:
+    """The caller-facing answer for the gateway's expected failures (anything else is a 500 and a log line)."""
+    if isinstance(exc, InvalidInput):
+        gateway.metrics.invalid.inc()
+        return 422, orjson.dumps({"detail": "invalid input", "errors": exc.errors}), []
+    if isinstance(exc, Unavailable):
+        return 503, orjson.dumps({"detail": str(exc)}), [(b"retry-after", b"5")]
+    if isinstance(exc, BodyTooLarge):
+        return 413, orjson.dumps({"detail": f"body larger than {gateway.max_body_bytes} bytes"}), []
+    raise exc
+
+
+async def read_body(receive: Receive, content_length: bytes | None, limit: int) -> bytes:
+    if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        raise BodyTooLarge()
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class GatewayApp:
+    """The ASGI app uvicorn runs: ``POST /v1/predict`` and ``POST /v1/feedback`` are answered here directly, every
+    other path by the FastAPI app behind it. The two hot endpoints skip FastAPI's middleware, routing, dependency and
+    response layers, which cost about a fifth of the gateway's CPU per request under load (py-spy, see
+    benchmarks/README.md); their answers and errors are the same either way."""
+
+    def __init__(self, gateway: Gateway, app: FastAPI) -> None:
+        self.gateway = gateway
+        self.app = app  # also reachable for tests and docs: /docs lists the admin and status endpoints
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        path = scope.get("path")
+        if scope["type"] != "http" or path not in ("/v1/predict", "/v1/feedback"):
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        gateway = self.gateway
+        if scope["method"] != "POST":
+            await respond(send, 405, orjson.dumps({"detail": "use POST"}), [(b"allow", b"POST")])
+            return
+        headers = dict(scope["headers"])
+        try:
+            body = await read_body(receive, headers.get(b"content-length"), gateway.max_body_bytes)
+            if path == "/v1/predict":
+                key = headers.get(b"x-routing-key")
+                status, payload, extra = await answer_predict(gateway, body, key.decode("latin-1") if key else None)
+            else:
+                status, payload, extra = answer_feedback(gateway, body)
+        except ClientDisconnect:
+            return  # the caller hung up mid-body; nothing to answer or log
+        except (InvalidInput, Unavailable, BodyTooLarge) as exc:
+            status, payload, extra = error_answer(gateway, exc)
+        await respond(send, status, payload, extra)
+
+
+async def respond(send: Send, status: int, payload: bytes, extra: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> GatewayApp:
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -481,60 +642,6 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> FastAPI:
             gateway.stop()
 
     app = FastAPI(title="mlops gateway", version="1", lifespan=lifespan)
-
-    async def read_json(request: Request) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and int(length) > gateway.max_body_bytes:
-            raise BodyTooLarge()
-        body = await request.body()
-        if len(body) > gateway.max_body_bytes:
-            raise BodyTooLarge()
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError as err:
-            raise InvalidInput([{"field": None, "error": f"body is not valid JSON: {err}"}]) from None
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(_req: Request, _exc: ClientDisconnect) -> Response:
-        return Response(status_code=499)  # the caller hung up mid-body (nginx's code); nothing to answer or log
-
-    @app.exception_handler(InvalidInput)
-    async def _invalid(_req: Request, exc: InvalidInput) -> Response:
-        gateway.metrics.invalid.inc()
-        return JSONResponse({"detail": "invalid input", "errors": exc.errors}, status_code=422)
-
-    @app.exception_handler(Unavailable)
-    async def _unavailable(_req: Request, exc: Unavailable) -> Response:
-        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
-
-    @app.exception_handler(BodyTooLarge)
-    async def _too_large(_req: Request, _exc: BodyTooLarge) -> Response:
-        return JSONResponse({"detail": f"body larger than {gateway.max_body_bytes} bytes"}, status_code=413)
-
-    @app.post("/v1/predict")
-    async def predict(request: Request) -> Response:
-        body = await read_json(request)
-        records = body.get("records") if isinstance(body, dict) else None
-        result = await gateway.predict(records, request.headers.get("x-routing-key"))
-        return Response(orjson.dumps(result), media_type="application/json")
-
-    @app.post("/v1/feedback")
-    async def post_feedback(request: Request) -> Response:
-        body = await read_json(request)
-        items = body.get("feedback", [body]) if isinstance(body, dict) else body
-        if not isinstance(items, list) or not items:
-            raise InvalidInput([{"field": "feedback", "error": "expected {request_id, label} or a list of them"}])
-        errors = []
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or "label" not in item:
-                errors.append(
-                    {"record": i, "field": "request_id/label", "error": "each item needs request_id and label"}
-                )
-        if errors:
-            raise InvalidInput(errors)
-        for item in items:
-            gateway.log.record_feedback(item["request_id"], item["label"])
-        return JSONResponse({"accepted": len(items)}, status_code=202)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -595,8 +702,4 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> FastAPI:
         await asyncio.get_running_loop().run_in_executor(None, gateway.refresh)
         return JSONResponse(result)
 
-    return app
-
-
-class BodyTooLarge(Exception):
-    pass
+    return GatewayApp(gateway, app)

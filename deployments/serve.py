@@ -9,9 +9,8 @@ import time
 from dataclasses import dataclass
 
 import uvicorn
-from fastapi import FastAPI
 
-from deployments.gateway import Gateway, create_app
+from deployments.gateway import Gateway, GatewayApp, create_app
 from mlops.config import load_config
 from mlops.settings import Settings, get_settings
 
@@ -22,7 +21,7 @@ def build_gateway(settings: Settings) -> Gateway:
     return Gateway(settings, load_config(settings.config), token=os.environ.get(TOKEN_ENV))
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> GatewayApp:
     """Used by uvicorn (``factory=True``) so every worker process builds its own gateway from the environment."""
     settings = get_settings()
     settings.apply_to_environment()
