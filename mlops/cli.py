@@ -34,6 +34,10 @@ rollout_app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(rollout_app, name="rollout")
+k8s_app = typer.Typer(
+    help="Kubernetes: render the gateway and worker manifests from the config, and apply them.", no_args_is_help=True
+)
+app.add_typer(k8s_app, name="k8s")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay one copy-pastable line
@@ -354,6 +358,54 @@ def rollout_approve(reason: str = typer.Option("approved by a person", "--reason
 def rollout_abort(reason: str = typer.Option("aborted by a person", "--reason", "-r", help="Why.")) -> None:
     """Roll back now: all traffic to the champion, challenger alias removed, the reason tagged on the version."""
     _decide("abort", reason)
+
+
+@k8s_app.command("render")
+def k8s_render(
+    image: str = typer.Option(..., "--image", help="Image built from docker/Dockerfile, e.g. ghcr.io/you/mlops:1.0."),
+    tracking_uri: str = typer.Option(
+        ..., "--tracking-uri", help="MLflow tracking server (http://...) or database URL shared by every pod."
+    ),
+    database_secret: str = typer.Option(
+        "mlops-database", "--database-secret", help="Secret whose key database-url holds the PostgreSQL URL."
+    ),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="Namespace of every object."),
+    replicas: int = typer.Option(2, "--replicas", help="Gateway replicas (2 or more adds a PodDisruptionBudget)."),
+    prefect_api_url: str | None = typer.Option(
+        None, "--prefect-api-url", help="Also render a Prefect worker that talks to this API."
+    ),
+    token_secret: str | None = typer.Option(
+        None, "--token-secret", help="Secret whose key token enables the gateway's admin endpoints."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+    apply_now: bool = typer.Option(
+        False, "--apply", help="Also server-side apply them to the cluster of your kubeconfig (re-running updates)."
+    ),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context for --apply (default: current)."),
+) -> None:
+    """The manifests from the config: ConfigMap, gateway Deployment, Service, PodDisruptionBudget, worker."""
+    from deployments.kubernetes import KubeTarget, apply, render, to_yaml
+
+    target = KubeTarget(
+        image=image,
+        tracking_uri=tracking_uri,
+        database_secret=database_secret,
+        namespace=namespace,
+        replicas=replicas,
+        prefect_api_url=prefect_api_url,
+        token_secret=token_secret,
+    )
+    docs = render(_config(), _settings().config, target)
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(to_yaml(docs))
+        tmp.replace(out)  # never a half-written manifest file
+        err_console.print(f"Wrote {out}")
+    elif not apply_now:
+        print(to_yaml(docs), end="")
+    if apply_now:
+        for name in apply(docs, context=context):
+            console.print(f"applied {name}")
 
 
 @app.command("replay")

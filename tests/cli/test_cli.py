@@ -44,6 +44,7 @@ def test_help_is_everywhere(cli_home: Path) -> None:
         ["rollout"],
         ["rollout", "start"],
         ["replay"],
+        ["k8s", "render"],
     ):
         result = mlops(*cmd, "--help", home=cli_home)
         assert result.returncode == 0, result.stderr

@@ -96,6 +96,26 @@ def test_body_size_limit(two_models: dict[str, str], serve_gateway: Callable[...
         assert c.post("/v1/predict", json={"records": rows(20)}).status_code == 413
 
 
+def test_the_kubernetes_probes_and_method_errors_answer_on_a_real_gateway(
+    two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    """The rendered Deployment's probe paths are real endpoints: 200 once the champion is loaded."""
+    from deployments.kubernetes import KubeTarget, render
+    from mlops.config import load_config
+    from tests.conftest import DEMO_CONFIG
+
+    target = KubeTarget(image="mlops:1", tracking_uri="http://mlflow:5000", database_secret="db")
+    gateway = next(d for d in render(load_config(DEMO_CONFIG), DEMO_CONFIG, target) if d["kind"] == "Deployment")
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    probes = {container[p]["httpGet"]["path"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+    served = serve_gateway()
+    with served.client() as c:
+        for path in sorted(probes):
+            assert c.get(path).status_code == 200, path
+        wrong = c.get("/v1/predict")
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+
+
 def test_weighted_canary_split_and_sticky_routing(
     settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
 ) -> None:

