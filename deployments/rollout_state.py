@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from mlops.errors import MlopsError
-from mlops.store import as_utc, get_engine, rollouts, utcnow
+from mlops.store import LIVE_ROLLOUT_STATUSES, as_utc, get_engine, rollouts, utcnow
 
 RolloutStatus = Literal["running", "paused", "promoted", "aborted"]
-LIVE: tuple[str, ...] = ("running", "paused")
+LIVE = LIVE_ROLLOUT_STATUSES
 
 
 @dataclass(frozen=True)
@@ -95,32 +96,33 @@ class RolloutStore:
         reason: str,
     ) -> Rollout:
         now = utcnow()
-        with self.engine.begin() as conn:
-            live = conn.execute(
-                select(rollouts.c.id).where(rollouts.c.model_name == model_name, rollouts.c.status.in_(LIVE))
-            ).first()
-            if live is not None:
-                raise MlopsError(
-                    f"model {model_name!r} already has rollout #{live[0]} in progress; finish it with "
-                    "`mlops rollout approve` or `mlops rollout abort` first."
-                )
-            new_id = conn.execute(
-                insert(rollouts).values(
-                    model_name=model_name,
-                    strategy=strategy,
-                    champion_version=champion_version,
-                    challenger_version=challenger_version,
-                    status="running",
-                    step_index=0,
-                    weight=weight,
-                    started_at=now,
-                    step_started_at=now,
-                    updated_at=now,
-                    reason=reason,
-                    steps=[],
-                    policy=policy,
-                )
-            ).inserted_primary_key[0]
+        try:
+            with self.engine.begin() as conn:
+                live = conn.execute(
+                    select(rollouts.c.id).where(rollouts.c.model_name == model_name, rollouts.c.status.in_(LIVE))
+                ).first()
+                if live is not None:
+                    raise _already_live(model_name, live[0])
+                new_id = conn.execute(
+                    insert(rollouts).values(
+                        model_name=model_name,
+                        strategy=strategy,
+                        champion_version=champion_version,
+                        challenger_version=challenger_version,
+                        status="running",
+                        step_index=0,
+                        weight=weight,
+                        started_at=now,
+                        step_started_at=now,
+                        updated_at=now,
+                        reason=reason,
+                        steps=[],
+                        policy=policy,
+                    )
+                ).inserted_primary_key[0]
+        except IntegrityError:  # another start won the race between the check and the insert (unique index)
+            winner = self.live(model_name)
+            raise _already_live(model_name, winner.id if winner else "?") from None
         return self.get(new_id)
 
     def get(self, rollout_id: int) -> Rollout:
@@ -157,3 +159,10 @@ class RolloutStore:
             values["updated_at"] = utcnow()
             conn.execute(update(rollouts).where(rollouts.c.id == rollout_id).values(**values))
         return self.get(rollout_id)
+
+
+def _already_live(model_name: str, rollout_id: int | str) -> MlopsError:
+    return MlopsError(
+        f"model {model_name!r} already has rollout #{rollout_id} in progress; finish it with "
+        "`mlops rollout approve` or `mlops rollout abort` first."
+    )

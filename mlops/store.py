@@ -9,6 +9,7 @@ interrupted command leaves either the old row or the new one, never half of it.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -33,7 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from mlops.errors import MlopsError, RequestError
 
@@ -123,6 +125,16 @@ rollouts = Table(
     Column("steps", JSON, nullable=False, default=list),  # the decision log: one entry per evaluated step
     Column("policy", JSON, nullable=False, default=dict),
 )
+LIVE_ROLLOUT_STATUSES: tuple[str, ...] = ("running", "paused")
+# At most one live rollout per model, enforced by the database (a partial unique index, on SQLite and PostgreSQL):
+# two `mlops rollout start` racing each other, or a flow and a person, cannot both win the check-then-insert.
+ONE_LIVE_ROLLOUT = Index(
+    "uq_rollouts_one_live_per_model",
+    rollouts.c.model_name,
+    unique=True,
+    sqlite_where=rollouts.c.status.in_(LIVE_ROLLOUT_STATUSES),
+    postgresql_where=rollouts.c.status.in_(LIVE_ROLLOUT_STATUSES),
+)
 
 
 def utcnow() -> datetime:
@@ -178,6 +190,7 @@ class AliasEvent:
         return data
 
 
+log = logging.getLogger("mlops.store")
 _engines: dict[str, Engine] = {}
 
 
@@ -195,6 +208,7 @@ def get_engine(url: str) -> Engine:
             event.listen(engine, "connect", _sqlite_pragmas)
         try:
             metadata.create_all(engine)
+            _add_index(engine, ONE_LIVE_ROLLOUT)  # stores created before the index existed
         except SQLAlchemyError as err:
             cause = getattr(err, "orig", None) or err
             raise MlopsError(
@@ -210,6 +224,18 @@ def close_engine(url: str) -> None:
     engine = _engines.pop(url, None)
     if engine is not None:
         engine.dispose()
+
+
+def _add_index(engine: Engine, index: Index) -> None:
+    try:
+        index.create(engine, checkfirst=True)
+    except IntegrityError as err:  # the data already breaks it: keep working, say what to do
+        log.warning(
+            "the project store already holds two live rollouts of one model, so index %s could not be added (%s); "
+            "abort the extra one with `mlops rollout abort`",
+            index.name,
+            getattr(err, "orig", err),
+        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

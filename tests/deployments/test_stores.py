@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -71,3 +72,31 @@ def test_rollout_state_is_persisted_one_live_rollout_per_model(any_store_url: st
     assert store.update(paused.id, status="paused").served_weight == 0.0
     with pytest.raises(MlopsError, match="does not exist"):
         store.get(999)
+
+
+def test_racing_starts_leave_exactly_one_live_rollout(any_store_url: str) -> None:
+    """Four starts released at once: the database's partial unique index lets one win, the others get the clear
+    error; without it, check-then-insert lets two through on PostgreSQL under READ COMMITTED."""
+    RolloutStore(any_store_url)  # create the tables before the race
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def start(i: int) -> None:
+        store = RolloutStore(any_store_url)
+        barrier.wait()
+        try:
+            store.start("m", "canary", "1", str(i + 2), 10.0, {}, f"racer {i}")
+            outcome = "started"
+        except MlopsError as err:
+            outcome = "refused" if "already has rollout" in str(err) else str(err)
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
+    assert RolloutStore(any_store_url).live("m") is not None
