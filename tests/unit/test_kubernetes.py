@@ -53,6 +53,19 @@ def test_manifests_validate_strictly_against_the_kubernetes_schemas(version: str
         kv.validate(doc, version, strict=True)  # raises on an unknown field, a wrong type, a missing required one
 
 
+def test_the_project_yaml_and_the_rendered_manifests_pass_yamllint(tmp_path: Path) -> None:
+    manifests = tmp_path / "manifests.yaml"
+    manifests.write_text(to_yaml(rendered()))
+    files = [REPO / "prefect.yaml", CONFIG, manifests]
+    lint = subprocess.run(
+        [sys.executable, "-m", "yamllint", "-c", str(REPO / ".yamllint.yaml"), "-f", "parsable", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
 def test_the_schema_check_catches_a_misspelled_field() -> None:
     """Guards the test above: strict validation must reject what kubectl would reject."""
     import kubernetes_validate.utils as kv
