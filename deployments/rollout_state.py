@@ -14,10 +14,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlops.errors import MlopsError
-from mlops.store import LIVE_ROLLOUT_STATUSES, as_utc, get_engine, rollouts, utcnow
+from mlops.store import LIVE_ROLLOUT_STATUSES as LIVE
+from mlops.store import as_utc, get_engine, rollouts, utcnow
 
 RolloutStatus = Literal["running", "paused", "promoted", "aborted"]
-LIVE = LIVE_ROLLOUT_STATUSES
 
 
 @dataclass(frozen=True)
