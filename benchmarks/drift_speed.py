@@ -333,7 +333,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     warnings.simplefilter("ignore")
     import evidently  # noqa: F401  (same imports in every mode, so the idle process is a fair memory baseline)
 
-    from tasks.drift import detect_drift
+    from monitoring.drift import detect_drift
 
     mode = spec["mode"]
     if mode == "stream":

@@ -337,12 +337,12 @@ def make_home(root: Path) -> dict[str, Any]:
     os.environ["MLOPS_CONFIG"] = str(CONFIG)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from mlops.config import load_config
-    from mlops.settings import get_settings
-    from mlops.store import ProjectStore
+    from core.config import load_config
+    from core.settings import get_settings
+    from core.store.requests import ProjectStore
+    from core.tracking import configure_mlflow
     from model_registry.registry import ModelRegistry
-    from tasks.registration import train_and_register
-    from tasks.tracking import configure_mlflow
+    from tests.helpers import train_and_register
 
     settings = get_settings()
     settings.ensure_home()
@@ -359,7 +359,7 @@ def make_home(root: Path) -> dict[str, Any]:
 
 
 def feature_rows(n: int = 64) -> list[dict[str, float]]:
-    from mlops.datasets import breast_cancer
+    from training.datasets import breast_cancer
 
     frame = breast_cancer()
     features = [c for c in frame.columns if c != "diagnosis"]
@@ -512,9 +512,10 @@ def in_process(rows: list[dict[str, float]], iterations: int, rounds: int) -> di
     import numpy as np
     import pandas as pd
 
-    from deployments.gateway import check_output, load_handle, records_frame, validate_records
-    from mlops.settings import get_settings
-    from tasks.tracking import configure_mlflow
+    from core.settings import get_settings
+    from core.tracking import configure_mlflow
+    from deployments.inputs import check_output, records_frame, validate_records
+    from deployments.model_loading import load_handle
 
     client = configure_mlflow(get_settings())
     handle = load_handle(client, MODEL_NAME, "champion")

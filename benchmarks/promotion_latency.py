@@ -76,9 +76,10 @@ import sys
 
 import uvicorn
 
-from deployments.gateway import Gateway, create_app
-from mlops.config import load_config
-from mlops.settings import get_settings
+from deployments.gateway import Gateway
+from deployments.http import create_app
+from core.config import load_config
+from core.settings import get_settings
 
 # deployments.serve.app_factory with one change: the poll interval (mlops serve has no flag for it)
 settings = get_settings()

@@ -11,7 +11,7 @@ Reference tests run on exactly the same label streams (common random numbers) to
 Wald's SPRT with the champion's accuracy *known* (the yardstick the targets refer to; impossible in production),
 the naive plug-in SPRT that substitutes the champion's observed accuracy for the known one, and the profile SPRT
 that maximises the likelihood over the champion's accuracy instead of averaging it (both argued against in the
-module docstring of ``deployments/statistics.py``; the figures show why).
+``docs/statistics.md``; the figures show why).
 
 Usage (from the repository root)::
 

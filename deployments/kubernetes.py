@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from mlops.config import ProjectConfig
-from mlops.errors import ConfigError, MlopsError
+from core.config import ProjectConfig
+from core.errors import ConfigError, MlopsError
 
 PORT = 8080
 CONFIG_DIR = "/etc/mlops"

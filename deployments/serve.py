@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -10,15 +9,16 @@ from dataclasses import dataclass
 
 import uvicorn
 
-from deployments.gateway import Gateway, GatewayApp, create_app
-from mlops.config import load_config
-from mlops.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from deployments.gateway import Gateway
+from deployments.http import GatewayApp, create_app
+from services.context import open_context
 
-TOKEN_ENV = "MLOPS_GATEWAY_TOKEN"
+TOKEN_ENV = "MLOPS_GATEWAY_TOKEN"  # read through Settings.gateway_token
 
 
 def build_gateway(settings: Settings) -> Gateway:
-    return Gateway(settings, load_config(settings.config), token=os.environ.get(TOKEN_ENV))
+    return Gateway(open_context(settings))
 
 
 def app_factory() -> GatewayApp:
@@ -29,9 +29,7 @@ def app_factory() -> GatewayApp:
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, log_level: str = "warning") -> None:
-    import uvicorn
-
-    os.environ["MLOPS_CONFIG"] = str(settings.config.resolve())
+    settings.export_to_children()  # uvicorn's workers rebuild the settings from the environment
     uvicorn.run(
         "deployments.serve:app_factory",
         factory=True,
@@ -51,7 +49,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class BackgroundServer:
-    """A gateway served by uvicorn in a thread of this process (the demo and the tests use it)."""
+    """A gateway served by uvicorn in a thread of this process (the tests use it)."""
 
     url: str
     gateway: Gateway

@@ -1,7 +1,6 @@
-"""Shared core of the MLOps lifecycle orchestrator: settings, typed errors, configuration, the project store, CLI.
+"""The entry points: the ``mlops`` command line, the demo, and the supervisor of the local stack. Nothing else
+imports this package; the layers below it are in ``docs/architecture.md``."""
 
-Kept deliberately small: stage logic lives in ``tasks/``, orchestration in ``flows/``, registry logic in
-``model_registry/``. Importing this package reads and writes nothing.
-"""
+from core import __version__
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlops.errors import MlopsError
-from mlops.settings import Settings, get_settings
+from core.errors import MlopsError
+from core.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from services.context import ProjectContext
 
 app = typer.Typer(
     name="mlops",
@@ -51,6 +54,13 @@ def _settings() -> Settings:
     return settings
 
 
+def _context() -> ProjectContext:
+    """The command's services, built once from the settings and the config (``-c``)."""
+    from services.context import open_context
+
+    return open_context(_settings())
+
+
 @app.callback()
 def _main(
     config: Path | None = typer.Option(
@@ -69,8 +79,8 @@ def config_validate(
     overrides: list[str] = typer.Option([], "--set", help="Override key=value, as a change request would."),
 ) -> None:
     """Validate the configuration (and overrides) without running anything."""
-    from mlops.config import load_config
-    from tasks.intake import parse_overrides
+    from core.config import load_config
+    from core.intake import parse_overrides
 
     settings = _settings()
     cfg = load_config(settings.config, parse_overrides(overrides) or None)
@@ -83,12 +93,6 @@ def config_validate(
 
 
 # ---- requests ----------------------------------------------------------------------------------------------
-def _store() -> Any:
-    from mlops.store import ProjectStore
-
-    return ProjectStore(_settings().store_url)
-
-
 @request_app.command("submit")
 def request_submit(
     kind: str | None = typer.Option(None, "--kind", "-k", help="hotfix, major or minor (sets the semver bump)."),
@@ -99,9 +103,9 @@ def request_submit(
     as_json: bool = typer.Option(False, "--json", help="Print the stored request as JSON."),
 ) -> None:
     """Queue a change request; its overrides are validated against the configuration first."""
-    from mlops.errors import RequestError
+    from core.errors import RequestError
+    from core.intake import parse_overrides, read_request_file, submit_request
     from model_registry.registry import default_actor
-    from tasks.intake import parse_overrides, read_request_file, submit_request
 
     fields: dict[str, Any] = read_request_file(file) if file else {}
     kind = kind or fields.get("kind")
@@ -110,7 +114,7 @@ def request_submit(
         raise RequestError("a change request needs --kind (hotfix, major, minor) and --title (or a --file with both).")
     merged = {**fields.get("overrides", {}), **parse_overrides(overrides)}
     req = submit_request(
-        _store(),
+        _context().store,
         _settings().config,
         kind,
         title,
@@ -130,24 +134,19 @@ def request_list(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List change requests in the order they will run: hotfix, major, minor; oldest first within a kind."""
-    requests = _store().list(status=status)
+    requests = _context().store.list(status=status)
     if as_json:
         print(json.dumps([r.to_json() for r in requests], indent=2))
         return
-    table = Table("id", "kind", "status", "title", "model", "outcome (full text: request show ID)", "created (UTC)")
-    for r in requests:
-        model = f"{r.semver} (v{r.model_version})" if r.semver else ""
-        outcome = (r.status_reason or r.reason).splitlines()[0] if (r.status_reason or r.reason) else ""
-        table.add_row(
-            f"#{r.id}", r.kind, r.status, r.title, model, outcome[:160], r.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        )
-    console.print(table if requests else "No change requests yet. Submit one with `mlops request submit`.")
+    from mlops.presentation import print_requests
+
+    print_requests(console, requests)
 
 
 @request_app.command("show")
 def request_show(request_id: int = typer.Argument(..., help="Request id (the number after #).")) -> None:
     """Show one change request as JSON."""
-    print(json.dumps(_store().get(request_id).to_json(), indent=2))
+    print(json.dumps(_context().store.get(request_id).to_json(), indent=2))
 
 
 # ---- running -----------------------------------------------------------------------------------------------
@@ -169,14 +168,7 @@ def run(
 
 # ---- registry ----------------------------------------------------------------------------------------------
 def _registry(model: str | None) -> Any:
-    from mlops.config import load_config
-    from mlops.store import ProjectStore
-    from model_registry.registry import ModelRegistry
-    from tasks.tracking import configure_mlflow
-
-    settings = _settings()
-    name = model or load_config(settings.config).model_name
-    return ModelRegistry(name, ProjectStore(settings.store_url), configure_mlflow(settings))
+    return _context().registry_for(model)
 
 
 @registry_app.command("show")
@@ -186,48 +178,22 @@ def registry_show(
 ) -> None:
     """Versions with semver, aliases and holdout metrics, then the alias history."""
     reg = _registry(model)
-    versions = reg.versions()
-    history = reg.history()
     if as_json:
         print(
             json.dumps(
                 {
                     "model": reg.name,
                     "aliases": reg.aliases(),
-                    "versions": [v.to_json() for v in versions],
-                    "alias_history": [h.to_json() for h in history],
+                    "versions": [v.to_json() for v in reg.versions()],
+                    "alias_history": [h.to_json() for h in reg.history()],
                 },
                 indent=2,
             )
         )
         return
-    if not versions:
-        console.print(f"Model {reg.name!r} has no registered versions yet. Run `mlops run` after submitting a request.")
-        return
-    table = Table("version", "semver", "aliases", "request", "primary metric", "created (UTC)", title=reg.name)
-    for v in versions:
-        metric = v.tags.get("mlops.primary_metric", "")
-        score = v.metrics.get(metric)
-        table.add_row(
-            v.version,
-            v.semver or "",
-            ", ".join(v.aliases),
-            f"#{v.tags.get('mlops.request_id', '?')} {v.tags.get('mlops.request_kind', '')}",
-            f"{metric} {score:.4f}" if score is not None else "",
-            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    console.print(table)
-    hist = Table("when (UTC)", "alias", "from", "to", "by", "why", title="alias history")
-    for h in history:
-        hist.add_row(
-            h.at.strftime("%Y-%m-%d %H:%M:%S"),
-            h.alias,
-            h.from_version or "-",
-            h.to_version or "(removed)",
-            h.actor,
-            h.reason,
-        )
-    console.print(hist)
+    from mlops.presentation import print_registry
+
+    print_registry(console, reg)
 
 
 @registry_app.command("compare")
@@ -242,18 +208,9 @@ def registry_compare(
     if as_json:
         print(json.dumps(cmp.to_json(), indent=2))
         return
-    lname = f"v{cmp.left.version} {cmp.left.semver or ''} {','.join(cmp.left.aliases)}".strip()
-    rname = f"v{cmp.right.version} {cmp.right.semver or ''} {','.join(cmp.right.aliases)}".strip()
-    table = Table("metric", lname, rname, "difference")
-    for name, a, b in cmp.rows:
-        diff = f"{b - a:+.4f}" if a is not None and b is not None else "-"
-        table.add_row(name, "-" if a is None else f"{a:.4f}", "-" if b is None else f"{b:.4f}", diff)
-    console.print(table)
-    if not cmp.same_data:
-        console.print(
-            "[yellow]Note:[/yellow] the two versions were trained on different data (fingerprints differ); "
-            "their holdout metrics come from different rows."
-        )
+    from mlops.presentation import print_comparison
+
+    print_comparison(console, cmp)
 
 
 # ---- serving and rollouts ---------------------------------------------------------------------------------
@@ -267,18 +224,10 @@ def serve_cmd(
     from deployments.serve import TOKEN_ENV, serve
 
     settings = _settings()
-    import os
-
-    if not os.environ.get(TOKEN_ENV):
+    if not settings.gateway_token:
         err_console.print(f"note: {TOKEN_ENV} is not set, so the admin endpoints (reload, approve, abort) are off.")
     console.print(f"Gateway on http://{host}:{port} (Ctrl-C stops it)")
     serve(settings, host, port, workers)
-
-
-def _config() -> Any:
-    from mlops.config import load_config
-
-    return load_config(_settings().config)
 
 
 @rollout_app.command("start")
@@ -293,7 +242,7 @@ def rollout_start(
     if not wait:
         from deployments.rollout import start_rollout
 
-        started = start_rollout(settings, _config(), strategy)
+        started = start_rollout(_context(), strategy)
         console.print(
             f"Rollout #{started.id} started: {started.reason}. The gateway routes {started.weight:g}% "
             "to the challenger; run `mlops rollout start` again (or the rollout deployment) to decide."
@@ -304,47 +253,30 @@ def rollout_start(
     result = rollout(
         config_path=str(settings.config), strategy=strategy, poll_seconds=poll_seconds, max_minutes=max_minutes
     )
-    console.print(f"[bold]Rollout #{result['id']} {result['status']}[/bold]: {result['reason']}")
+    console.print(f"[bold]Rollout #{result.id} {result.status}[/bold]: {result.reason}")
 
 
 @rollout_app.command("status")
 def rollout_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """The live (or latest) rollout: strategy, traffic share, step, and the decision log."""
-    from deployments.rollout_state import RolloutStore
+    from mlops.presentation import print_rollout
 
-    config = _config()
-    store = RolloutStore(_settings().store_url)
-    current = store.live(config.model_name) or store.latest(config.model_name)
+    context = _context()
+    store, name = context.rollouts, context.model_name
+    current = store.live(name) or store.latest(name)
     if as_json:
         print(json.dumps(None if current is None else current.to_json(), indent=2))
         return
     if current is None:
-        console.print(f"No rollout for {config.model_name!r} yet. Start one with `mlops rollout start`.")
+        console.print(f"No rollout for {name!r} yet. Start one with `mlops rollout start`.")
         return
-    console.print(
-        f"Rollout #{current.id} [bold]{current.status}[/bold] ({current.strategy}): challenger "
-        f"v{current.challenger_version} at {current.served_weight:g}% vs champion v{current.champion_version}."
-        f"\n{current.reason}"
-    )
-    table = Table("time (UTC)", "step", "%", "action", "answers", "labels", "reason")
-    for s_ in current.steps[-15:]:
-        chall = s_.get("stats", {}).get("challenger", {})
-        table.add_row(
-            s_["at"][11:19],
-            str(s_["step_index"] + 1),
-            f"{s_['weight']:g}",
-            s_["action"],
-            str(chall.get("requests", "")),
-            str(chall.get("labelled", "")),
-            s_["reason"],
-        )
-    console.print(table)
+    print_rollout(console, current)
 
 
 def _decide(action: str, reason: str) -> None:
     from deployments.rollout import decide_by_person
 
-    result = decide_by_person(_settings(), _config(), action, reason)
+    result = decide_by_person(_context(), action, reason)
     console.print(f"Rollout #{result['id']} is now [bold]{result['status']}[/bold]: {result['reason']}")
 
 
@@ -395,7 +327,7 @@ def k8s_render(
         prefect_api_url=prefect_api_url,
         token_secret=token_secret,
     )
-    docs = render(_config(), _settings().config, target)
+    docs = render(_context().config, _settings().config, target)
     if out is not None:
         tmp = out.with_name(out.name + ".tmp")
         tmp.write_text(to_yaml(docs))
@@ -423,9 +355,9 @@ def replay_cmd(
     import asyncio
 
     from deployments.replay import records_from, replay
-    from tasks.data import load_data
+    from training.data import load_data
 
-    config = _config()
+    config = _context().config
     if source:
         config = config.model_copy(update={"data": config.data.model_copy(update={"source": source})})
     frame = load_data(config).frame
@@ -491,7 +423,7 @@ def ui(
     mlflow_port: int = typer.Option(5000, help="Port of the MLflow UI on 127.0.0.1."),
 ) -> None:
     """Start the Prefect UI and the MLflow UI on 127.0.0.1 over this home's stores; Ctrl-C stops both."""
-    from mlops.ui import run_uis
+    from mlops.stack import run_uis
 
     run_uis(_settings(), console, prefect_port=prefect_port, mlflow_port=mlflow_port)
 
@@ -505,7 +437,7 @@ def up(
 ) -> None:
     """The whole loop on this machine: Prefect server, MLflow UI, prefect.yaml deployed with its schedules and
     triggers, a worker running them, and the gateway. Ctrl-C stops every process it started."""
-    from mlops.ui import run_stack
+    from mlops.stack import run_stack
 
     run_stack(_settings(), console, prefect_port, mlflow_port, gateway_port, detach)
 
@@ -513,7 +445,7 @@ def up(
 @app.command("down")
 def down() -> None:
     """Stop the processes started by `mlops up --detach`."""
-    from mlops.ui import stack_down
+    from mlops.stack import stack_down
 
     stopped = stack_down(_settings())
     console.print(f"Stopped: {', '.join(stopped)}." if stopped else "Nothing was running.")
@@ -522,7 +454,7 @@ def down() -> None:
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """What `mlops up` started, and whether each process is alive and answering."""
-    from mlops.ui import stack_status
+    from mlops.stack import stack_status
 
     state = stack_status(_settings())
     if as_json:

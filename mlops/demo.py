@@ -12,49 +12,19 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
-from mlops.config import load_config
-from mlops.errors import ConfigError, MlopsError, ValidationFailed
-from mlops.settings import Settings
-
-
-def corrupt_breast_cancer(path: Path, seed: int = 7) -> Path:
-    """A plausible bad export: a unit mix-up (negative radii), text in a numeric column, missing labels,
-    and a stray column. Each is something the validation gate must name."""
-    from mlops.datasets import breast_cancer
-    from tasks.data import write_frame
-
-    rng = np.random.default_rng(seed)
-    frame = breast_cancer()
-    rows = rng.choice(len(frame), 40, replace=False)
-    frame.loc[rows[:20], "mean radius"] = -frame.loc[rows[:20], "mean radius"]
-    frame["mean texture"] = frame["mean texture"].astype(object)
-    frame.loc[rows[20:25], "mean texture"] = "17,25"  # a decimal comma from a spreadsheet
-    frame.loc[rows[25:40], "diagnosis"] = None
-    frame["export_batch_id"] = "2026-11-24T00:00"
-    return write_frame(frame, path)
-
-
-def mislabel_breast_cancer(path: Path, fraction: float = 0.35, seed: int = 3) -> Path:
-    """An export where a share of malignant cases were recorded as benign: a model trained on it looks fine on its
-    own (equally mislabelled) holdout and is about 10 accuracy points worse on the truth."""
-    from mlops.datasets import breast_cancer
-    from tasks.data import write_frame
-
-    rng = np.random.default_rng(seed)
-    frame = breast_cancer()
-    flip = (frame["diagnosis"] == "malignant") & (rng.random(len(frame)) < fraction)
-    frame.loc[flip, "diagnosis"] = "benign"
-    return write_frame(frame, path)
+from core.config import load_config
+from core.errors import ConfigError, MlopsError, ValidationFailed
+from core.settings import Settings
+from mlops.presentation import print_registry, print_requests
+from training.datasets import corrupt_breast_cancer, mislabel_breast_cancer
 
 
 def roll_out(settings: Settings, console: Console, url: str, title: str) -> dict[str, object]:
@@ -80,7 +50,9 @@ def roll_out(settings: Settings, console: Console, url: str, title: str) -> dict
         "0.5",
         "--json",
     ]
-    traffic = subprocess.Popen(replay_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy())
+    traffic = subprocess.Popen(
+        replay_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=settings.child_environment()
+    )
     t0 = time.perf_counter()
     try:
         with console.status("Replaying labelled traffic through the gateway; the rollout flow is judging..."):
@@ -88,25 +60,20 @@ def roll_out(settings: Settings, console: Console, url: str, title: str) -> dict
     finally:
         traffic.terminate()
         traffic.wait(timeout=30)
-    last = result["steps"][-1]["stats"]["challenger"] if result["steps"] else {}
-    colour = "green" if result["status"] == "promoted" else "red"
+    last = result.steps[-1]["stats"]["challenger"] if result.steps else {}
+    colour = "green" if result.status == "promoted" else "red"
     console.print(
-        f"[{colour}]{result['status']}[/{colour}] after {time.perf_counter() - t0:.0f} s, "
+        f"[{colour}]{result.status}[/{colour}] after {time.perf_counter() - t0:.0f} s, "
         f"{last.get('requests', 0)} challenger answers and {last.get('labelled', 0)} labels: "
-        f"{result['reason']}"
+        f"{result.reason}"
     )
-    return {**result, "labels": last.get("labelled", 0), "answers": last.get("requests", 0)}
+    return {**result.to_json(), "labels": last.get("labelled", 0), "answers": last.get("requests", 0)}
 
 
 def run_demo(settings: Settings, console: Console, reset: bool = False, with_rollout: bool = True) -> None:
-    os.environ.setdefault(
-        "PREFECT_LOGGING_LEVEL", "CRITICAL"
-    )  # the demo narrates; the runs and their logs stay in the Prefect UI
-    from mlops.cli import registry_show, request_list
-    from mlops.store import ProjectStore
-    from model_registry.registry import ModelRegistry
-    from tasks.intake import submit_request
-    from tasks.tracking import configure_mlflow
+    settings.apply_to_environment(narrated=True)  # the demo narrates; the runs and their logs stay in the UI
+    from core.intake import submit_request
+    from services.context import open_context
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..." etc.
     started = time.perf_counter()
@@ -115,15 +82,13 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
         console.print(f"Removing the previous demo state in {home}")
         shutil.rmtree(home)
     settings.ensure_home()
-    config = load_config(settings.config)
-    registry = ModelRegistry(config.model_name, ProjectStore(settings.store_url), configure_mlflow(settings))
+    context = open_context(settings)
+    config, registry, store = context.config, context.registry, context.store
     if registry.exists() and registry.versions(with_metrics=False):
         raise ConfigError(
             f"the registry in {home} already holds {config.model_name!r}; the demo starts from an empty home. "
             "Run `mlops demo --reset` (deletes that home) or set MLOPS_HOME to another folder."
         )
-    store = ProjectStore(settings.store_url)
-
     from flows.lifecycle import lifecycle
 
     def step(title: str, kind: str, reason: str, overrides: dict[str, object] | None = None) -> None:
@@ -167,7 +132,7 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
         from deployments.gateway import Gateway
         from deployments.serve import serve_in_background
 
-        server = serve_in_background(Gateway(settings, config))
+        server = serve_in_background(Gateway(context))
         console.print(f"Gateway serving champion and challenger at {server.url}")
         try:
             decisions.append(roll_out(settings, console, server.url, "challenger 1.1.0"))
@@ -183,8 +148,8 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
             server.stop()
 
     console.rule("[bold]Summary")
-    registry_show(model=None, as_json=False)
-    request_list(status=None, as_json=False)
+    print_registry(console, registry)
+    print_requests(console, store.list())
     for d in decisions:
         console.print(
             f"Rollout #{d['id']} of v{d['challenger_version']}: [bold]{d['status']}[/bold] after "
@@ -221,8 +186,8 @@ def run_loop_demo(
     import subprocess
     import sys
 
-    from mlops.cli import registry_show, request_list
-    from mlops.ui import run_stack, stack_down
+    from mlops.stack import run_stack, stack_down
+    from services.context import open_context
 
     started = time.perf_counter()
     home = settings.home_dir
@@ -232,12 +197,7 @@ def run_loop_demo(
     settings.ensure_home()
     prefect_port, mlflow_port, gateway_port = ports
     api, gateway = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{gateway_port}"
-    env = {
-        **os.environ,
-        "MLOPS_HOME": str(home),
-        "MLOPS_CONFIG": str(settings.config.resolve()),
-        "PREFECT_API_URL": api,
-    }
+    env = settings.child_environment(PREFECT_API_URL=api)
     mlops = [sys.executable, "-m", "mlops.cli"]
 
     def run(*cmd: str) -> str:
@@ -258,8 +218,7 @@ def run_loop_demo(
 
         console.rule("[bold]2. Drifted traffic, and the deployed monitor")
         drifted = home / "demo" / "drifted_traffic.csv"
-        from mlops.datasets import breast_cancer
-        from tasks.data import write_frame
+        from training.datasets import breast_cancer, write_frame
 
         frame = breast_cancer()
         features = [c for c in frame.columns if c != "diagnosis"]
@@ -329,8 +288,9 @@ def run_loop_demo(
         console.print(f"aliases {before} -> {after}")
 
         console.rule("[bold]Summary")
-        registry_show(model=None, as_json=False)
-        request_list(status=None, as_json=False)
+        context = open_context(settings)
+        print_registry(console, context.registry)
+        print_requests(console, context.store.list())
         console.print(
             f"Loop demo finished in {time.perf_counter() - started:.0f} s. Prefect UI: {api[:-4]} "
             f"(flow runs, artifacts, automations), MLflow: http://127.0.0.1:{mlflow_port}."

@@ -18,12 +18,10 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from mlops.errors import RegistryError
-from mlops.events import ALIASES, CHALLENGER, CHAMPION, PREVIOUS, TAG_SEMVER
-from mlops.store import AliasEvent, ProjectStore
+from core.errors import RegistryError
+from core.names import ALIASES, CHALLENGER, CHAMPION, HOLDOUT_PREFIX, PREVIOUS, TAG_SEMVER
+from core.store.requests import AliasEvent, ProjectStore
 from model_registry.semver import SemVer
-
-HOLDOUT_PREFIX = "holdout_"
 
 
 def default_actor() -> str:
@@ -262,9 +260,6 @@ class ModelRegistry:
             if ev.alias == CHAMPION and ev.to_version == current:
                 return ev.at
         return None
-
-    def describe(self, version: str, description: str) -> None:
-        self.client.update_model_version(self.name, str(version), description=description)
 
     def tag(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

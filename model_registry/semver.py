@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mlops.errors import RegistryError
+from core.errors import RegistryError
 
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 FIRST = "1.0.0"

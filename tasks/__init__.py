@@ -1,1 +1,2 @@
-"""Prefect tasks and the plain functions inside them (callable and testable without a Prefect server)."""
+"""Prefect tasks: thin, typed wrappers over the domains (``training``, ``monitoring``, ``deployments``), with retries
+where I/O can be flaky; and ``reporting``, the one place the markdown artifacts are rendered."""

@@ -1,37 +1,24 @@
-"""What a person reads in the Prefect UI: one markdown artifact per lifecycle run with the comparison and decision."""
+"""What a person reads in the Prefect UI: the markdown artifact each flow leaves, rendered here and nowhere else.
+
+Lifecycle: the comparison with the champion and the decision. Rollout: a row per evaluated step. Monitor: drift per
+column and the EWMA charts. Rollback and retrain: what was done and why. Artifacts are keyed ``<kind>-<model>`` so
+the UI shows each model's latest next to its history.
+"""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from mlops.store import ChangeRequest
-
-
-@dataclass
-class LifecycleOutcome:
-    """The result of one lifecycle run; also the flow's return value."""
-
-    status: str  # idle | registered | rejected | failed
-    decision: str  # one or two sentences in plain words
-    request_id: int | None = None
-    model_name: str | None = None
-    version: str | None = None
-    semver: str | None = None
-    aliases: list[str] = field(default_factory=list)
-    metric: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    champion: str | None = None
-    champion_metrics: dict[str, float] | None = None
-    gates: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    mlflow_run_id: str | None = None
-    mlflow_run_url: str | None = None
+from core.store.requests import ChangeRequest
+from core.store.rollouts import Rollout
+from monitoring.policy import RetrainResult, RollbackResult
+from monitoring.verdict import MonitorResult
+from training.outcome import LifecycleOutcome
 
 
 def artifact_key(model_name: str, kind: str = "lifecycle") -> str:
@@ -39,7 +26,7 @@ def artifact_key(model_name: str, kind: str = "lifecycle") -> str:
     return f"{kind}-" + re.sub(r"[^a-z0-9-]+", "-", model_name.lower()).strip("-")
 
 
-def render_markdown(outcome: LifecycleOutcome, request: ChangeRequest | None) -> str:
+def render_lifecycle(outcome: LifecycleOutcome, request: ChangeRequest | None) -> str:
     lines = [f"# Lifecycle: {outcome.status}", "", f"**Decision:** {outcome.decision}", ""]
     if request is not None:
         lines += [
@@ -77,11 +64,75 @@ def render_markdown(outcome: LifecycleOutcome, request: ChangeRequest | None) ->
     return "\n".join(lines)
 
 
-@task(name="publish-lifecycle-report", cache_policy=NO_CACHE)
-def publish_report_task(outcome: LifecycleOutcome, request: ChangeRequest | None) -> None:
-    """Leave the comparison and the decision as a markdown artifact on the flow run."""
-    create_markdown_artifact(
-        key=artifact_key(outcome.model_name or "unknown"),
-        markdown=render_markdown(outcome, request),
-        description=outcome.decision[:500],
-    )
+def render_rollout(rollout: Rollout) -> str:
+    lines = [
+        f"# Rollout #{rollout.id}: {rollout.status}",
+        "",
+        f"**{rollout.strategy}** of challenger v{rollout.challenger_version} against champion "
+        f"v{rollout.champion_version}.",
+        "",
+        f"**Decision:** {rollout.reason}",
+        "",
+        "| time (UTC) | step | challenger % | action | challenger answers | labels (challenger) "
+        "| accuracy champion / challenger | reason |",
+        "|---|---:|---:|---|---:|---:|---|---|",
+    ]
+    for s in rollout.steps:
+        champ = s.get("stats", {}).get("champion", {})
+        chall = s.get("stats", {}).get("challenger", {})
+        lines.append(
+            f"| {s['at'][11:19]} | {s['step_index'] + 1} | {s['weight']:g} | {s['action']} "
+            f"| {chall.get('requests', 0)} | {chall.get('labelled', 0)} | {_accuracy(champ)} / {_accuracy(chall)} "
+            f"| {s['reason']} |"
+        )
+    return "\n".join(lines)
+
+
+def _accuracy(stats: dict[str, Any]) -> str:
+    return "-" if stats.get("accuracy") is None else f"{stats['accuracy']:.3f}"
+
+
+def render_monitor(result: MonitorResult) -> str:
+    lines = [f"# Monitoring: {result.verdict}", "", result.summary, ""]
+    if result.drift is not None:
+        lines += ["| column | test | score | threshold | drifted |", "|---|---|---:|---:|---|"]
+        lines += [
+            f"| {c.column} | {c.method} | {c.score:.4f} | {c.threshold} | {'**yes**' if c.drifted else 'no'} |"
+            for c in result.drift.columns
+        ]
+        lines.append("")
+    health = result.health
+    if health is not None:
+        lines += ["| metric | smoothed | limits | breached now | time to SLO breach |", "|---|---:|---|---|---|"]
+        for name, chart in health.charts.items():
+            last = chart.to_json()
+            eta = health.forecasts.get(name)
+            eta_text = "-" if eta is None else ("now" if eta == 0 else f"{eta / 60:.0f} min")
+            lines.append(
+                f"| {name} | {last['last_smoothed']:.4f} | {last['last_lower']:.4f} .. {last['last_upper']:.4f} "
+                f"| {'**yes**' if name in health.degraded else 'no'} | {eta_text} |"
+            )
+    if result.mlflow_run_url:
+        lines += ["", f"Evidently report: MLflow run {result.mlflow_run_url} (drift/report.html)."]
+    return "\n".join(lines)
+
+
+def render_rollback(result: RollbackResult) -> str:
+    lines = [f"# Rollback: {result.status}", "", result.reason]
+    if result.from_version:
+        lines += ["", f"Champion v{result.from_version} replaced by v{result.to_version} (alias `previous`)."]
+    return "\n".join(lines)
+
+
+def render_retrain(result: RetrainResult) -> str:
+    title = "Automatic retraining paused" if result.status == "paused" else f"Retrain: {result.status}"
+    lines = [f"# {title}", "", result.reason or result.decision]
+    if result.request_id is not None:
+        lines += ["", f"Change request #{result.request_id}."]
+    return "\n".join(lines)
+
+
+@task(name="publish-report", cache_policy=NO_CACHE)
+def publish_report_task(model_name: str, kind: str, markdown: str, summary: str) -> None:
+    """Leave ``markdown`` as the flow run's artifact ``<kind>-<model>``; ``summary`` is its description."""
+    create_markdown_artifact(key=artifact_key(model_name, kind), markdown=markdown, description=summary[:500])

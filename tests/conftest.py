@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.datasets import SYNTHETIC_CATEGORICAL, SYNTHETIC_NUMERIC, SYNTHETIC_TARGET, SYNTHETIC_TIME, synthetic
-from mlops.settings import QUIET_ENV
+from core.settings import QUIET_ENV
+from training.datasets import SYNTHETIC_CATEGORICAL, SYNTHETIC_NUMERIC, SYNTHETIC_TARGET, SYNTHETIC_TIME, synthetic
 
 pytest_plugins = ["tests.gateway_fixtures"]
 for _var, _value in QUIET_ENV.items():  # the test harness's Prefect server must not phone home either
@@ -58,7 +58,7 @@ def home(tmp_path: Path, mlflow_template: Path, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def settings(home: Path) -> Any:
-    from mlops.settings import get_settings
+    from core.settings import get_settings
 
     s = get_settings()
     s.ensure_home()
@@ -67,7 +67,7 @@ def settings(home: Path) -> Any:
 
 @pytest.fixture
 def store(settings: Any) -> Any:
-    from mlops.store import ProjectStore
+    from core.store.requests import ProjectStore
 
     return ProjectStore(settings.store_url)
 
@@ -143,7 +143,7 @@ def any_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[st
     sep = "&" if "?" in url else "?"
     store_url = f"{url}{sep}options=-csearch_path%3D{schema}"
     yield store_url
-    from mlops.store import close_engine
+    from core.store.schema import close_engine
 
     close_engine(store_url)
     with admin.begin() as conn:

@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core.config import ProjectConfig, load_config
+from core.notify import WEBHOOK_ENV
 from deployments.gateway import Gateway
 from deployments.serve import BackgroundServer, serve_in_background
-from mlops.config import ProjectConfig, load_config
-from mlops.notify import WEBHOOK_ENV
-from tasks.registration import train_and_register
+from services.context import open_context
 from tests.conftest import DEMO_CONFIG
+from tests.helpers import train_and_register
 
 TOKEN = "test-admin-token"
 
@@ -54,7 +55,7 @@ def serve_gateway(settings: Any, demo_config: ProjectConfig) -> Iterator[Callabl
     def start(config: ProjectConfig | None = None, **kwargs: Any) -> Served:
         kwargs.setdefault("token", TOKEN)
         kwargs.setdefault("poll_interval", 0.2)
-        gateway = Gateway(settings, config or demo_config, **kwargs)
+        gateway = Gateway(open_context(settings, config=config or demo_config), **kwargs)
         bg = serve_in_background(gateway)
         served = Served(bg.url, bg.gateway, bg.server, bg.thread)
         started.append(served)

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from deployments.gateway import ModelHandle
-from deployments.prediction_log import PredictionLog
-from deployments.rollout_state import RolloutStore
-from mlops.datasets import breast_cancer
-from mlops.store import ProjectStore
+from core.store.predictions import PredictionLog
+from core.store.requests import ProjectStore
+from core.store.rollouts import RolloutStore
+from deployments.model_loading import ModelHandle
 from model_registry.registry import ModelRegistry
 from tests.gateway_fixtures import TOKEN, Served, register
+from training.datasets import breast_cancer
 
 FEATURES = [c for c in breast_cancer().columns if c != "diagnosis"]
 
@@ -59,7 +59,7 @@ def test_predict_feedback_health_and_metrics(
     served.gateway.log.flush()
     from sqlalchemy import func, select
 
-    from mlops.store import feedback, get_engine, predictions
+    from core.store.schema import feedback, get_engine, predictions
 
     with get_engine(settings.store_url).connect() as conn:
         assert conn.execute(select(func.count()).select_from(predictions)).scalar() == 3
@@ -100,8 +100,8 @@ def test_the_kubernetes_probes_and_method_errors_answer_on_a_real_gateway(
     two_models: dict[str, str], serve_gateway: Callable[..., Served]
 ) -> None:
     """The rendered Deployment's probe paths are real endpoints: 200 once the champion is loaded."""
+    from core.config import load_config
     from deployments.kubernetes import KubeTarget, render
-    from mlops.config import load_config
     from tests.conftest import DEMO_CONFIG
 
     target = KubeTarget(image="mlops:1", tracking_uri="http://mlflow:5000", database_secret="db")

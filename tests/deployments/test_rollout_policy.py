@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from deployments.prediction_log import VariantStats
-from deployments.rollout import evaluate
-from deployments.rollout_state import Rollout
-from mlops.config import RolloutConfig
-from mlops.store import utcnow
+from core.config import RolloutConfig
+from core.store.predictions import VariantStats
+from core.store.rollouts import Rollout
+from core.store.schema import utcnow
+from deployments.rollout_policy import evaluate
 
 POLICY = RolloutConfig(steps=[10, 50, 100], min_requests_per_step=100, min_seconds_per_step=10, min_labels=100)
 

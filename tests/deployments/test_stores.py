@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from deployments.prediction_log import PredictionLog, encode_value
-from deployments.rollout_state import RolloutStore
-from mlops.errors import MlopsError
-from mlops.store import utcnow
+from core.errors import MlopsError
+from core.store.predictions import PredictionLog, encode_value
+from core.store.rollouts import RolloutStore
+from core.store.schema import utcnow
 
 pytestmark = pytest.mark.postgres
 

@@ -11,14 +11,14 @@ import pytest
 from mlflow import MlflowClient
 from prefect.artifacts import Artifact
 
+from core.errors import ConfigError, DataError, ValidationFailed
+from core.intake import submit_request
+from core.store.requests import ProjectStore
 from flows.lifecycle import lifecycle
-from mlops.demo import corrupt_breast_cancer
-from mlops.errors import ConfigError, DataError, ValidationFailed
-from mlops.store import ProjectStore
 from model_registry.registry import ModelRegistry
-from tasks.intake import submit_request
 from tasks.reporting import artifact_key
 from tests.conftest import DEMO_CONFIG
+from training.datasets import corrupt_breast_cancer
 
 MODEL = "breast-cancer-classifier"
 
@@ -71,7 +71,7 @@ def test_bootstrap_then_minor_request_gives_champion_and_challenger(
     # the registered model serves: loadable by alias, with a signature
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@challenger")
     assert model.metadata.signature is not None
-    from mlops.datasets import breast_cancer
+    from training.datasets import breast_cancer
 
     assert set(model.predict(breast_cancer().drop(columns=["diagnosis"]).head(5))) <= {"benign", "malignant"}
 

@@ -13,16 +13,17 @@ import pytest
 from mlflow import MlflowClient
 from prefect.artifacts import Artifact
 
-from deployments.prediction_log import PredictionLog, encode_value
+from core.config import ProjectConfig
+from core.store.predictions import PredictionLog, encode_value
+from core.store.requests import ProjectStore
+from core.store.schema import utcnow
 from flows.monitor import monitor
 from flows.retrain import RETRAIN_ACTOR, retrain
 from flows.rollback import rollback
-from mlops.config import ProjectConfig
-from mlops.datasets import breast_cancer
-from mlops.store import ProjectStore, utcnow
 from model_registry.registry import ModelRegistry
 from tests.conftest import DEMO_CONFIG
 from tests.gateway_fixtures import register
+from training.datasets import breast_cancer
 
 MODEL = "breast-cancer-classifier"
 
@@ -66,7 +67,7 @@ def champion(settings: Any, demo_config: ProjectConfig) -> str:
 
 def test_stable_traffic_is_healthy(settings: Any, champion: str) -> None:
     write_traffic(settings, champion)
-    result = monitor(config_path=str(DEMO_CONFIG))
+    result = monitor(config_path=str(DEMO_CONFIG)).to_json()
     assert result["verdict"] == "healthy", result["summary"]
     assert result["drift"]["drifted_columns"] == []
     assert result["health"]["degraded"] == []
@@ -74,7 +75,7 @@ def test_stable_traffic_is_healthy(settings: Any, champion: str) -> None:
 
 def test_drifted_inputs_are_detected_named_and_reported(settings: Any, champion: str) -> None:
     write_traffic(settings, champion, scale=1.6)
-    result = monitor(config_path=str(DEMO_CONFIG))
+    result = monitor(config_path=str(DEMO_CONFIG)).to_json()
     assert result["verdict"] == "drift"
     drifted = {c["column"]: c for c in result["drift"]["columns"] if c["drifted"]}
     assert "mean radius" in drifted and drifted["mean radius"]["method"] == "K-S p_value"  # 569 reference rows
@@ -90,24 +91,24 @@ def test_drifted_inputs_are_detected_named_and_reported(settings: Any, champion:
 
 def test_wrong_answers_late_in_the_window_degrade_the_accuracy_chart(settings: Any, champion: str) -> None:
     write_traffic(settings, champion, n=900, wrong=0.5)
-    result = monitor(config_path=str(DEMO_CONFIG))
+    result = monitor(config_path=str(DEMO_CONFIG)).to_json()
     assert "accuracy" in result["health"]["degraded"], result["health"]
     assert result["verdict"] == "degraded"
 
 
 def test_too_little_traffic_gives_no_verdict(settings: Any, champion: str) -> None:
     write_traffic(settings, champion, n=50)
-    assert monitor(config_path=str(DEMO_CONFIG))["verdict"] == "insufficient data"
+    assert monitor(config_path=str(DEMO_CONFIG)).to_json()["verdict"] == "insufficient data"
 
 
 def test_rollback_restores_previous_only_after_a_recent_promotion(
     settings: Any, demo_config: ProjectConfig, champion: str, webhook: list[dict[str, Any]]
 ) -> None:
-    assert rollback(config_path=str(DEMO_CONFIG))["status"] == "skipped"  # no previous yet
+    assert rollback(config_path=str(DEMO_CONFIG)).to_json()["status"] == "skipped"  # no previous yet
     newer = register(settings, demo_config, "1.1.0", "challenger", C=0.5)
     reg = ModelRegistry(MODEL, ProjectStore(settings.store_url))
     reg.promote(newer, actor="test", reason="canary passed")
-    result = rollback(config_path=str(DEMO_CONFIG), reason="accuracy EWMA breached")
+    result = rollback(config_path=str(DEMO_CONFIG), reason="accuracy EWMA breached").to_json()
     assert result == {
         "status": "rolled back",
         "from_version": newer,
@@ -116,12 +117,12 @@ def test_rollback_restores_previous_only_after_a_recent_promotion(
     }
     assert reg.aliases() == {"champion": champion}
     assert reg.resolve(newer).tags["mlops.decision"] == "rolled back"
-    assert rollback(config_path=str(DEMO_CONFIG))["status"] == "skipped"  # no bouncing back
+    assert rollback(config_path=str(DEMO_CONFIG)).to_json()["status"] == "skipped"  # no bouncing back
     assert [(n["kind"], n["severity"]) for n in webhook] == [("model.rolled_back", "warning")]
 
 
 def test_retrain_files_a_request_respects_the_cooldown_and_escalates(settings: Any, champion: str) -> None:
-    first = retrain(config_path=str(DEMO_CONFIG), reason="drift: mean radius", run_rollout=False)
+    first = retrain(config_path=str(DEMO_CONFIG), reason="drift: mean radius", run_rollout=False).to_json()
     assert first["status"] == "registered"
     store = ProjectStore(settings.store_url)
     req = store.get(first["request_id"])
@@ -131,7 +132,7 @@ def test_retrain_files_a_request_respects_the_cooldown_and_escalates(settings: A
         RETRAIN_ACTOR,
         "1.1.0",
     )
-    assert retrain(config_path=str(DEMO_CONFIG))["status"] == "skipped"  # a storm of events: one retrain
+    assert retrain(config_path=str(DEMO_CONFIG)).to_json()["status"] == "skipped"  # a storm of events: one retrain
 
     # two automatic retrains in a row that failed: the loop stops and asks for a person
     for _ in range(2):
@@ -139,9 +140,9 @@ def test_retrain_files_a_request_respects_the_cooldown_and_escalates(settings: A
         store.claim(bad.id)
         store.finish(bad.id, "failed", "data error: validation failed")
     cfg_no_cooldown = str(DEMO_CONFIG)
-    from mlops.store import change_requests, get_engine
+    from core.store.schema import change_requests, get_engine
 
     with get_engine(settings.store_url).begin() as conn:  # age the requests past the cooldown
         conn.execute(change_requests.update().values(created_at=utcnow() - timedelta(hours=2)))
-    paused = retrain(config_path=cfg_no_cooldown)
+    paused = retrain(config_path=cfg_no_cooldown).to_json()
     assert paused["status"] == "paused" and "a person must look" in paused["reason"]

@@ -11,14 +11,14 @@ from typing import Any
 
 from prefect.artifacts import Artifact
 
+from core.config import ProjectConfig
+from core.store.requests import ProjectStore
+from core.store.rollouts import RolloutStore
 from deployments.replay import ReplayReport, records_from, replay
-from deployments.rollout_state import RolloutStore
 from flows.rollout import rollout
-from mlops.config import ProjectConfig
-from mlops.datasets import breast_cancer
-from mlops.store import ProjectStore
 from model_registry.registry import ModelRegistry
 from tests.gateway_fixtures import Served, register
+from training.datasets import breast_cancer
 
 # Short steps for tests. Latency on a 2-core CI box shared with the test's own traffic generator is noise, so the
 # latency guard is loosened here (it is tested on exact counts in tests/deployments/test_rollout_policy.py).
@@ -86,7 +86,7 @@ def test_a_good_challenger_is_promoted_through_canary_steps(
     served = serve_gateway(config)
     thread, report, stop = traffic_in_background(served.url, 5000)
     try:
-        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2)
+        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2).to_json()
     finally:
         stop.set()
         thread.join()
@@ -109,7 +109,7 @@ def test_a_bad_challenger_is_rolled_back_automatically(
     served = serve_gateway(config)
     thread, _, stop = traffic_in_background(served.url, 5000)
     try:
-        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2)
+        result = rollout(config_path=write_config(tmp_path, config), poll_seconds=0.3, max_minutes=2).to_json()
     finally:
         stop.set()
         thread.join()
@@ -143,7 +143,7 @@ def test_a_restarted_gateway_and_flow_resume_the_rollout(
     assert second.gateway.rollout is not None and second.gateway.rollout.id == before.id
     thread, _, stop = traffic_in_background(second.url, 5000)
     try:
-        result = rollout(config_path=path, poll_seconds=0.3, max_minutes=2)
+        result = rollout(config_path=path, poll_seconds=0.3, max_minutes=2).to_json()
     finally:
         stop.set()
         thread.join()

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deployments.gateway import Batcher, ModelHandle
+from deployments.batching import Batcher
+from deployments.model_loading import ModelHandle
 
 
 class CallRecorder:

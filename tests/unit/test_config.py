@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops.config import apply_overrides, load_config, parse_override
-from mlops.errors import ConfigError
+from core.config import apply_overrides, load_config, parse_override
+from core.errors import ConfigError
 from tests.conftest import DEMO_CONFIG
 
 

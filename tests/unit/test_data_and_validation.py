@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import load_config
-from mlops.errors import ConfigError, DataError
-from tasks.data import fingerprint_frame, load_data, split_holdout
-from tasks.validation import validate_frame
+from core.config import load_config
+from core.errors import ConfigError, DataError
 from tests.conftest import write_synthetic_project
+from training.data import fingerprint_frame, load_data, split_holdout
+from training.validation import validate_frame
 
 
 def test_fingerprint_is_content_based() -> None:

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from mlops.datasets import SYNTHETIC_CATEGORICAL, SYNTHETIC_NUMERIC, synthetic
-from tasks.drift import detect_drift, deterministic_sample
-from tasks.ewma import ewma_chart, time_to_breach
+from monitoring.drift import detect_drift, deterministic_sample
+from monitoring.ewma import ewma_chart, time_to_breach
+from training.datasets import SYNTHETIC_CATEGORICAL, SYNTHETIC_NUMERIC, synthetic
 
 
 def test_ewma_recursion_and_exact_limits() -> None:

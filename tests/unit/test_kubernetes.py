@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from core.config import load_config
+from core.errors import ConfigError, MlopsError
 from deployments.kubernetes import PORT, KubeTarget, apply, render, resource_name, to_yaml
-from mlops.config import load_config
-from mlops.errors import ConfigError, MlopsError
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "config" / "project.yaml"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mlops.notify import WEBHOOK_ENV, notify
+from core.notify import WEBHOOK_ENV, notify
 
 
 def test_a_notice_reaches_the_webhook(webhook: list[dict[str, Any]]) -> None:

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.config import GatesConfig
-from mlops.errors import RegistryError
+from core.config import GatesConfig
+from core.errors import RegistryError
 from model_registry.semver import SemVer, next_semver
-from tasks.gates import evaluate_gates
+from training.gates import evaluate_gates
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from mlops.errors import RequestError
-from mlops.store import AliasEvent, ProjectStore
+from core.errors import RequestError
+from core.store.requests import AliasEvent, ProjectStore
 
 pytestmark = pytest.mark.postgres
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.config import load_config
-from mlops.datasets import synthetic
-from mlops.errors import TrainingError
-from tasks.data import load_data, split_holdout
-from tasks.training import fit_model, score_model
+from core.config import load_config
+from core.errors import TrainingError
 from tests.conftest import write_synthetic_project
+from training.data import load_data, split_holdout
+from training.datasets import synthetic
+from training.fit import fit_model, score_model
 
 
 def test_pipeline_handles_missing_values_and_unseen_categories(churn_project: Path) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from mlops.config import GatesConfig
+from core.config import GatesConfig, ProjectConfig
+from core.errors import MlopsError
 
 
 @dataclass(frozen=True)
@@ -84,4 +85,23 @@ def evaluate_gates(
         champion_score=champion_score,
         delta=delta,
         results=results,
+    )
+
+
+def decide_gates(
+    metrics: dict[str, float], champion_metrics: dict[str, float] | None, config: ProjectConfig
+) -> GateDecision:
+    """The gates of ``config`` on the new model's and the champion's holdout metrics (same rows)."""
+    metric = config.evaluation.primary_metric
+    if metric not in metrics:
+        raise MlopsError(
+            f"primary metric {metric!r} could not be computed for {config.training.estimator} "
+            "(roc_auc and log_loss need predict_proba); choose another evaluation.primary_metric."
+        )
+    return evaluate_gates(
+        metric,
+        config.evaluation.resolved_direction,
+        metrics[metric],
+        (champion_metrics or {}).get(metric),
+        config.gates,
     )

@@ -9,6 +9,7 @@ use it to create a worse challenger or a drifted stream on purpose.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -81,6 +82,40 @@ def synthetic(
             mask = rng.random(n_rows) < missing_fraction
             frame.loc[mask, col] = np.nan
     return frame
+
+
+def corrupt_breast_cancer(path: Path, seed: int = 7) -> Path:
+    """A plausible bad export: a unit mix-up (negative radii), text in a numeric column, missing labels,
+    and a stray column. Each is something the validation gate must name."""
+    rng = np.random.default_rng(seed)
+    frame = breast_cancer()
+    rows = rng.choice(len(frame), 40, replace=False)
+    frame.loc[rows[:20], "mean radius"] = -frame.loc[rows[:20], "mean radius"]
+    frame["mean texture"] = frame["mean texture"].astype(object)
+    frame.loc[rows[20:25], "mean texture"] = "17,25"  # a decimal comma from a spreadsheet
+    frame.loc[rows[25:40], "diagnosis"] = None
+    frame["export_batch_id"] = "2026-11-24T00:00"
+    return write_frame(frame, path)
+
+
+def mislabel_breast_cancer(path: Path, fraction: float = 0.35, seed: int = 3) -> Path:
+    """An export where a share of malignant cases were recorded as benign: a model trained on it looks fine on its
+    own (equally mislabelled) holdout and is about 10 accuracy points worse on the truth."""
+    rng = np.random.default_rng(seed)
+    frame = breast_cancer()
+    flip = (frame["diagnosis"] == "malignant") & (rng.random(len(frame)) < fraction)
+    frame.loc[flip, "diagnosis"] = "benign"
+    return write_frame(frame, path)
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a frame as CSV or Parquet by suffix (used by the demo to make corrupted copies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+    return path
 
 
 BUILTIN: dict[str, Callable[[], pd.DataFrame]] = {

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.request
 from typing import Any
 
-from mlops.events import model_resource
+from core.names import model_resource
+from core.settings import get_settings
 
 log = logging.getLogger("mlops.notify")
 WEBHOOK_ENV = "MLOPS_WEBHOOK_URL"
@@ -23,6 +23,7 @@ NOTICE_EVENT = "mlops.notice"
 
 def notify(kind: str, model_name: str, summary: str, severity: str = "info", **details: Any) -> bool:
     """Send one notice; returns True when the webhook (if configured) accepted it."""
+    settings = get_settings()
     body = {
         "kind": kind,
         "model": model_name,
@@ -35,7 +36,7 @@ def notify(kind: str, model_name: str, summary: str, severity: str = "info", **d
         from prefect.context import FlowRunContext
         from prefect.events import emit_event
 
-        if FlowRunContext.get() is None and not os.environ.get("PREFECT_API_URL"):
+        if FlowRunContext.get() is None and not settings.prefect_api_url:
             raise LookupError("no Prefect API in reach")  # emitting would start a temporary server just for this
         emit_event(
             event=f"{NOTICE_EVENT}.{kind}",
@@ -44,7 +45,7 @@ def notify(kind: str, model_name: str, summary: str, severity: str = "info", **d
         )
     except Exception:  # no Prefect API reachable: the webhook may still be
         log.debug("could not emit the notice as a Prefect event", exc_info=True)
-    url = os.environ.get(WEBHOOK_ENV)
+    url = settings.webhook_url
     if not url:
         return True
     data = json.dumps(body, default=str).encode()

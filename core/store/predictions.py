@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import and_, func, insert, select
 
-from mlops.store import feedback, get_engine, predictions, utcnow
+from core.store.schema import feedback, get_engine, predictions, utcnow
 
 log = logging.getLogger(__name__)
 

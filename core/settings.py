@@ -43,6 +43,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PREFECT_API_URL", "MLOPS_PREFECT_API_URL"),
         description="Prefect API; default: an embedded Prefect server on SQLite under <home>/prefect.",
     )
+    gateway_token: str | None = Field(
+        default=None, description="Bearer token of the gateway's admin endpoints (MLOPS_GATEWAY_TOKEN); unset: off."
+    )
+    webhook_url: str | None = Field(
+        default=None, description="Where notices are POSTed as JSON (MLOPS_WEBHOOK_URL); unset: Prefect events only."
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -69,7 +75,7 @@ class Settings(BaseSettings):
         self.home_dir.mkdir(parents=True, exist_ok=True)
         self.artifact_root.mkdir(parents=True, exist_ok=True)
 
-    def apply_to_environment(self) -> None:
+    def apply_to_environment(self, *, narrated: bool = False) -> None:
         """Point Prefect and MLflow at this home before either library is imported by a command.
 
         Prefect reads ``PREFECT_HOME`` when its settings are first built, so this must run before flows are
@@ -86,6 +92,22 @@ class Settings(BaseSettings):
         # the embedded server's SQLite database while it migrates).
         for var, value in QUIET_ENV.items():
             os.environ.setdefault(var, value)
+        if narrated:  # a command that tells the story itself (the demo); the runs and their logs stay in the UI
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+
+    def export_to_children(self) -> None:
+        """Make processes this one starts (uvicorn workers, served flows) resolve the same home and config."""
+        os.environ["MLOPS_HOME"] = str(self.home_dir)
+        os.environ["MLOPS_CONFIG"] = str(self.config.resolve())
+
+    def child_environment(self, **extra: str) -> dict[str, str]:
+        """The environment for a child process: this one's, with these settings and ``extra`` on top."""
+        return {
+            **os.environ,
+            "MLOPS_HOME": str(self.home_dir),
+            "MLOPS_CONFIG": str(self.config.resolve()),
+            **extra,
+        }
 
 
 def get_settings() -> Settings:

@@ -38,3 +38,9 @@ def model_resource_id(model_name: str) -> str:
 def model_resource(model_name: str) -> dict[str, str]:
     """The ``resource`` of every event this project emits: the model, by id and name."""
     return {"prefect.resource.id": model_resource_id(model_name), "prefect.resource.name": model_name}
+
+
+# MLflow metric prefixes and artifact paths of a lifecycle run.
+HOLDOUT_PREFIX = "holdout_"  # the new model's metrics on the holdout
+CHAMPION_PREFIX = "champion_holdout_"  # the champion's metrics on the same rows
+REFERENCE_ARTIFACT = "reference/train.parquet"  # the training snapshot drift monitoring compares against

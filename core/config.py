@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mlops.errors import ConfigError
+from core.errors import ConfigError
 
 BUILTIN_PREFIX = "builtin:"
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from rich.console import Console
 
-from mlops.errors import MlopsError
-from mlops.settings import QUIET_ENV, Settings
+from core.errors import MlopsError
+from core.settings import QUIET_ENV, Settings
 
 STACK_FILE = "stack.json"
 
@@ -41,13 +41,7 @@ def _bin(name: str) -> str:
 
 
 def base_env(settings: Settings, prefect_port: int) -> dict[str, str]:
-    env = {
-        **os.environ,
-        **QUIET_ENV,
-        "PREFECT_HOME": str(settings.prefect_home),
-        "MLOPS_HOME": str(settings.home_dir),
-        "MLOPS_CONFIG": str(settings.config.resolve()),
-    }
+    env = settings.child_environment(**QUIET_ENV, PREFECT_HOME=str(settings.prefect_home))
     env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
     env.pop("PREFECT_API_URL", None)
     return env

@@ -13,9 +13,9 @@ from typing import Any, Literal
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mlops.errors import MlopsError
-from mlops.store import LIVE_ROLLOUT_STATUSES as LIVE
-from mlops.store import as_utc, get_engine, rollouts, utcnow
+from core.errors import MlopsError
+from core.store.schema import LIVE_ROLLOUT_STATUSES as LIVE
+from core.store.schema import as_utc, get_engine, rollouts, utcnow
 
 RolloutStatus = Literal["running", "paused", "promoted", "aborted"]
 

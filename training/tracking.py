@@ -9,20 +9,21 @@ Parquet snapshot of it (the drift reference for monitoring).
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from mlops import __version__
-from mlops.config import ProjectConfig
-from mlops.events import (
+from core.config import ProjectConfig
+from core.features import prepare_features
+from core.names import (
+    CHAMPION_PREFIX,
+    HOLDOUT_PREFIX,
+    REFERENCE_ARTIFACT,
     TAG_CODE_VERSION,
     TAG_DATA_FINGERPRINT,
     TAG_DECISION,
@@ -32,51 +33,10 @@ from mlops.events import (
     TAG_REQUEST_KIND,
     TAG_REQUEST_TITLE,
 )
-from mlops.settings import Settings
-from mlops.store import ChangeRequest
-from model_registry.registry import HOLDOUT_PREFIX
-from tasks.training import prepare_features
-from tasks.validation import ValidationReport, render_html
-
-CHAMPION_PREFIX = "champion_holdout_"
-REFERENCE_ARTIFACT = "reference/train.parquet"
-
-
-def configure_mlflow(settings: Settings) -> MlflowClient:
-    """Point MLflow (tracking and registry) at the configured store and return a client for it."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:
-    """The experiment named after the model; on the embedded store its artifacts live under the project home."""
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if not settings.mlflow_tracking_uri:  # embedded store: keep artifacts inside MLOPS_HOME, not ./mlruns
-        location = (settings.artifact_root / name).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created concurrently by another run
-        return client.get_experiment_by_name(name).experiment_id
-
-
-def code_version(cwd: Path | None = None) -> str:
-    """Git commit of the project (``-dirty`` when modified), or the package version outside a checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return f"git:{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        return f"mlops-orchestrator=={__version__}"
+from core.settings import Settings
+from core.store.requests import ChangeRequest
+from core.tracking import code_version, ensure_experiment
+from training.validation import ValidationReport, render_html
 
 
 def start_run(client: MlflowClient, experiment_id: str, config: ProjectConfig, request: ChangeRequest) -> str:
@@ -200,20 +160,24 @@ def finish_run(client: MlflowClient, run_id: str, decision: str, reason: str, fa
     client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
 
-def run_url(client: MlflowClient, experiment_id: str, run_id: str, ui_base: str = "http://127.0.0.1:5000") -> str:
-    return f"{ui_base}/#/experiments/{experiment_id}/runs/{run_id}"
+def open_lifecycle_run(client: MlflowClient, settings: Settings, config: ProjectConfig, request: ChangeRequest) -> str:
+    """The MLflow run of one change request, in the model's experiment, with the config and request logged."""
+    experiment_id = ensure_experiment(client, config.model_name, settings)
+    run_id = start_run(client, experiment_id, config, request)
+    log_config(client, run_id, config, request)
+    return run_id
 
 
-__all__ = [
-    "CHAMPION_PREFIX",
-    "HOLDOUT_PREFIX",
-    "REFERENCE_ARTIFACT",
-    "configure_mlflow",
-    "ensure_experiment",
-    "finish_run",
-    "log_config",
-    "log_metrics",
-    "log_model",
-    "log_validation",
-    "start_run",
-]
+def log_comparison(
+    client: MlflowClient, run_id: str, metrics: dict[str, float], champion_metrics: dict[str, float] | None
+) -> None:
+    """The new model's holdout metrics and, next to them, the champion's on the same rows (MLflow's compare view)."""
+    log_metrics(client, run_id, metrics, HOLDOUT_PREFIX)
+    if champion_metrics:
+        log_metrics(client, run_id, champion_metrics, CHAMPION_PREFIX)
+
+
+def name_registered_run(
+    client: MlflowClient, run_id: str, model_name: str, semver: str, request: ChangeRequest
+) -> None:
+    client.set_tag(run_id, "mlflow.runName", f"{model_name} {semver} ({request.kind} #{request.id})")

@@ -1,0 +1,1 @@
+"""The project's own durable store: the schema (``schema``) and the queries over it, one module per concern."""

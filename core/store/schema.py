@@ -1,0 +1,198 @@
+"""The project store's schema: every table the orchestrator keeps (change requests, alias history, the gateway's
+prediction log and feedback, rollout state), and the engine that opens it.
+
+SQLAlchemy Core on SQLite by default (``<home>/mlops.db``) and PostgreSQL by URL (``MLOPS_DATABASE_URL``); the same
+statements run on both. Tables are created on first open, not on import. The queries over these tables live beside
+them in this package: ``requests`` (change requests, alias history), ``predictions`` (answers and labels) and
+``rollouts`` (rollout state).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from core.errors import MlopsError
+
+metadata = MetaData()
+
+change_requests = Table(
+    "change_requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("overrides", JSON, nullable=False, default=dict),
+    Column("submitted_by", String(100), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="queued", index=True),
+    Column("status_reason", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(100), nullable=True),
+    Column("model_version", String(20), nullable=True),
+    Column("semver", String(32), nullable=True),
+    Column("mlflow_run_id", String(64), nullable=True),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(100), nullable=False, index=True),
+    Column("alias", String(50), nullable=False),
+    Column("from_version", String(20), nullable=True),
+    Column("to_version", String(20), nullable=True),  # None: alias removed
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# Every answer the gateway gives (and every shadow prediction it logs), written in batches off the request path.
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("model_name", String(100), nullable=False),
+    Column("variant", String(16), nullable=False),  # champion | challenger
+    Column("model_version", String(20), nullable=True),
+    Column("status", String(16), nullable=False),  # ok | error | fallback | shadow | shadow_error
+    Column("served", Integer, nullable=False),  # 1 when this answer was returned to the caller
+    Column("features", JSON, nullable=True),
+    Column("prediction", String(200), nullable=True),  # JSON-encoded scalar, comparable with feedback.label
+    Column("latency_ms", Float, nullable=True),
+    Column("rollout_id", Integer, nullable=True, index=True),
+)
+
+# Ground truth arriving later for a request id.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("label", String(200), nullable=False),  # JSON-encoded scalar
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per rollout of a challenger; the gateway reads the live one to route, the rollout flow writes it.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_name", String(100), nullable=False, index=True),
+    Column("strategy", String(16), nullable=False),
+    Column("champion_version", String(20), nullable=False),
+    Column("challenger_version", String(20), nullable=False),
+    Column("status", String(16), nullable=False),  # running | paused | promoted | aborted
+    Column("step_index", Integer, nullable=False, default=0),
+    Column("weight", Float, nullable=False, default=0.0),  # percent of traffic served by the challenger
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("step_started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("steps", JSON, nullable=False, default=list),  # the decision log: one entry per evaluated step
+    Column("policy", JSON, nullable=False, default=dict),
+)
+LIVE_ROLLOUT_STATUSES: tuple[str, ...] = ("running", "paused")
+# At most one live rollout per model, enforced by the database (a partial unique index, on SQLite and PostgreSQL):
+# two `mlops rollout start` racing each other, or a flow and a person, cannot both win the check-then-insert.
+ONE_LIVE_ROLLOUT = Index(
+    "uq_rollouts_one_live_per_model",
+    rollouts.c.model_name,
+    unique=True,
+    sqlite_where=rollouts.c.status.in_(LIVE_ROLLOUT_STATUSES),
+    postgresql_where=rollouts.c.status.in_(LIVE_ROLLOUT_STATUSES),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    # SQLite returns naive datetimes even for timezone=True columns; everything stored here is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+log = logging.getLogger("mlops.store")
+_engines: dict[str, Engine] = {}
+
+
+def get_engine(url: str) -> Engine:
+    """One engine per URL per process, tables created on first use."""
+    engine = _engines.get(url)
+    if engine is None:
+        kwargs: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs["pool_pre_ping"] = True
+        engine = create_engine(url, **kwargs)
+        if url.startswith("sqlite"):
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(engine)
+            _add_index(engine, ONE_LIVE_ROLLOUT)  # stores created before the index existed
+        except SQLAlchemyError as err:
+            cause = getattr(err, "orig", None) or err
+            raise MlopsError(
+                f"cannot open the project store at {_redact(url)}: {cause}. "
+                "Check MLOPS_DATABASE_URL (or MLOPS_HOME for the default SQLite file)."
+            ) from None
+        _engines[url] = engine
+    return engine
+
+
+def close_engine(url: str) -> None:
+    """Dispose of the cached engine for ``url`` (tests dropping a schema, long-lived processes switching stores)."""
+    engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _add_index(engine: Engine, index: Index) -> None:
+    try:
+        index.create(engine, checkfirst=True)
+    except IntegrityError as err:  # the data already breaks it: keep working, say what to do
+        log.warning(
+            "the project store already holds two live rollouts of one model, so index %s could not be added (%s); "
+            "abort the extra one with `mlops rollout abort`",
+            index.name,
+            getattr(err, "orig", err),
+        )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers (CLI, UI) never block the flow writing
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

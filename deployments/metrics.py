@@ -1,0 +1,36 @@
+"""The gateway's Prometheus metrics (``GET /metrics``)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlops_gateway_requests", "Answers per variant and outcome.", ["variant", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mlops_gateway_predict_latency_seconds",
+            "Model predict time per request.",
+            ["variant"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "mlops_gateway_predictions", "Records predicted per variant.", ["variant"], registry=self.registry
+        )
+        self.invalid = Counter("mlops_gateway_invalid_requests", "Requests rejected with 422.", registry=self.registry)
+        self.model_info = Gauge(
+            "mlops_gateway_model_info",
+            "Loaded model per alias.",
+            ["alias", "version", "semver"],
+            registry=self.registry,
+        )
+        self.breaker_open = Gauge(
+            "mlops_gateway_circuit_open", "1 while a variant's circuit is open.", ["variant"], registry=self.registry
+        )
+        self.challenger_weight = Gauge(
+            "mlops_gateway_challenger_weight_percent", "Challenger's traffic share.", registry=self.registry
+        )

@@ -1,0 +1,101 @@
+"""How the command line shows things to a person: the registry, the request queue, a comparison, a rollout.
+
+The CLI's commands and the demo both print through these, so neither calls the other.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from core.names import TAG_PRIMARY_METRIC, TAG_REQUEST_ID, TAG_REQUEST_KIND
+from core.store.requests import ChangeRequest
+from core.store.rollouts import Rollout
+from model_registry.registry import Comparison, ModelRegistry
+
+
+def print_registry(console: Console, registry: ModelRegistry) -> None:
+    """Versions with semver, aliases and the primary metric, then the alias history."""
+    versions = registry.versions()
+    if not versions:
+        console.print(
+            f"Model {registry.name!r} has no registered versions yet. Run `mlops run` after submitting a request."
+        )
+        return
+    table = Table("version", "semver", "aliases", "request", "primary metric", "created (UTC)", title=registry.name)
+    for v in versions:
+        metric = v.tags.get(TAG_PRIMARY_METRIC, "")
+        score = v.metrics.get(metric)
+        table.add_row(
+            v.version,
+            v.semver or "",
+            ", ".join(v.aliases),
+            f"#{v.tags.get(TAG_REQUEST_ID, '?')} {v.tags.get(TAG_REQUEST_KIND, '')}",
+            f"{metric} {score:.4f}" if score is not None else "",
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+    hist = Table("when (UTC)", "alias", "from", "to", "by", "why", title="alias history")
+    for h in registry.history():
+        hist.add_row(
+            h.at.strftime("%Y-%m-%d %H:%M:%S"),
+            h.alias,
+            h.from_version or "-",
+            h.to_version or "(removed)",
+            h.actor,
+            h.reason,
+        )
+    console.print(hist)
+
+
+def print_requests(console: Console, requests: list[ChangeRequest]) -> None:
+    """The queue in the order it runs: hotfix, major, minor; oldest first within a kind."""
+    if not requests:
+        console.print("No change requests yet. Submit one with `mlops request submit`.")
+        return
+    table = Table("id", "kind", "status", "title", "model", "outcome (full text: request show ID)", "created (UTC)")
+    for r in requests:
+        model = f"{r.semver} (v{r.model_version})" if r.semver else ""
+        text = r.status_reason or r.reason
+        outcome = text.splitlines()[0] if text else ""
+        table.add_row(
+            f"#{r.id}", r.kind, r.status, r.title, model, outcome[:160], r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        )
+    console.print(table)
+
+
+def print_comparison(console: Console, cmp: Comparison) -> None:
+    lname = f"v{cmp.left.version} {cmp.left.semver or ''} {','.join(cmp.left.aliases)}".strip()
+    rname = f"v{cmp.right.version} {cmp.right.semver or ''} {','.join(cmp.right.aliases)}".strip()
+    table = Table("metric", lname, rname, "difference")
+    for name, a, b in cmp.rows:
+        diff = f"{b - a:+.4f}" if a is not None and b is not None else "-"
+        table.add_row(name, "-" if a is None else f"{a:.4f}", "-" if b is None else f"{b:.4f}", diff)
+    console.print(table)
+    if not cmp.same_data:
+        console.print(
+            "[yellow]Note:[/yellow] the two versions were trained on different data (fingerprints differ); "
+            "their holdout metrics come from different rows."
+        )
+
+
+def print_rollout(console: Console, rollout: Rollout, last_steps: int = 15) -> None:
+    """The rollout's state and the tail of its decision log."""
+    console.print(
+        f"Rollout #{rollout.id} [bold]{rollout.status}[/bold] ({rollout.strategy}): challenger "
+        f"v{rollout.challenger_version} at {rollout.served_weight:g}% vs champion v{rollout.champion_version}."
+        f"\n{rollout.reason}"
+    )
+    table = Table("time (UTC)", "step", "%", "action", "answers", "labels", "reason")
+    for s in rollout.steps[-last_steps:]:
+        chall = s.get("stats", {}).get("challenger", {})
+        table.add_row(
+            s["at"][11:19],
+            str(s["step_index"] + 1),
+            f"{s['weight']:g}",
+            s["action"],
+            str(chall.get("requests", "")),
+            str(chall.get("labelled", "")),
+            s["reason"],
+        )
+    console.print(table)

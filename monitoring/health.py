@@ -1,0 +1,101 @@
+"""The live health of a model: per-interval series from the prediction log and EWMA control charts on them, with a
+forecast of the time until an SLO is crossed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.config import ProjectConfig
+from monitoring.ewma import ControlChart, ewma_chart, time_to_breach
+
+
+def interval_series(window: pd.DataFrame, interval_seconds: float) -> pd.DataFrame:
+    """Per interval: answers, p95 latency, error rate, labelled answers and accuracy."""
+    buckets = window["at"].dt.floor(f"{int(interval_seconds)}s")
+    labelled = window["label"].notna()
+    correct = labelled & (window["label"].astype(str) == window["prediction"].astype(str))
+    grouped = pd.DataFrame(
+        {
+            "bucket": buckets,
+            "latency_ms": window["latency_ms"],
+            "error": window["status"] != "ok",
+            "labelled": labelled,
+            "correct": correct,
+        }
+    ).groupby("bucket")
+    out = pd.DataFrame(
+        {
+            "answers": grouped.size(),
+            "latency_p95_ms": grouped["latency_ms"].quantile(0.95),
+            "error_rate": grouped["error"].mean(),
+            "labelled": grouped["labelled"].sum(),
+            "correct": grouped["correct"].sum(),
+        }
+    )
+    out["accuracy"] = np.where(out["labelled"] > 0, out["correct"] / out["labelled"].clip(lower=1), np.nan)
+    return out
+
+
+@dataclass
+class HealthReport:
+    charts: dict[str, ControlChart]
+    forecasts: dict[str, float | None]  # seconds until the SLO is crossed at the current slope
+    degraded: list[str]  # metrics whose latest smoothed value is outside the control limits in the bad direction
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "charts": {k: v.to_json() for k, v in self.charts.items()},
+            "forecasts": self.forecasts,
+            "degraded": self.degraded,
+        }
+
+
+def health_report(series: pd.DataFrame, config: ProjectConfig, baseline_accuracy: float | None) -> HealthReport:
+    """EWMA charts on latency, error rate and (where labels exist) accuracy; accuracy is charted against the
+    champion's holdout accuracy with binomial sigma, the others against their own first intervals."""
+    m = config.monitoring
+    charts: dict[str, ControlChart] = {}
+    forecasts: dict[str, float | None] = {}
+    if len(series) >= 2:
+        lat = series["latency_p95_ms"].to_numpy(dtype=float)
+        charts["latency_p95_ms"] = ewma_chart(lat, "latency_p95_ms", alpha=m.ewma_alpha, width=m.ewma_width)
+        forecasts["latency_p95_ms"] = time_to_breach(
+            charts["latency_p95_ms"].smoothed, m.slo_latency_p95_ms, m.interval_seconds
+        )
+        err = series["error_rate"].to_numpy(dtype=float)
+        n = max(float(series["answers"].mean()), 1.0)
+        base_err = max(float(np.nanmean(err[: max(2, min(10, len(err)))])), 1.0 / n)
+        charts["error_rate"] = ewma_chart(
+            err,
+            "error_rate",
+            alpha=m.ewma_alpha,
+            width=m.ewma_width,
+            mean=base_err,
+            sigma=math.sqrt(base_err * (1 - base_err) / n),
+        )
+        forecasts["error_rate"] = time_to_breach(charts["error_rate"].smoothed, m.slo_error_rate, m.interval_seconds)
+    acc = series["accuracy"].dropna() if "accuracy" in series else pd.Series(dtype=float)
+    if len(acc) >= 2 and baseline_accuracy is not None:
+        n = max(float(series.loc[acc.index, "labelled"].mean()), 1.0)
+        p = min(max(baseline_accuracy, 1e-3), 1 - 1e-3)
+        charts["accuracy"] = ewma_chart(
+            acc.to_numpy(),
+            "accuracy",
+            alpha=m.ewma_alpha,
+            width=m.ewma_width,
+            mean=p,
+            sigma=math.sqrt(p * (1 - p) / n),
+            bad="low",
+        )
+        if m.slo_accuracy is not None:
+            forecasts["accuracy"] = time_to_breach(
+                charts["accuracy"].smoothed, m.slo_accuracy, m.interval_seconds, bad="low"
+            )
+    last = {k: len(c.smoothed) - 1 for k, c in charts.items()}
+    degraded = [k for k, c in charts.items() if k != "latency_p95_ms" and last[k] in c.breaches]
+    return HealthReport(charts, forecasts, degraded)

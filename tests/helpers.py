@@ -1,0 +1,47 @@
+"""Test and benchmark set-up that production code does not need: a registry populated without the lifecycle flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config import ProjectConfig
+from core.names import CHAMPION, HOLDOUT_PREFIX
+from core.settings import Settings
+from core.tracking import ensure_experiment
+from services.context import open_context
+from training.data import load_data, split_holdout
+from training.fit import fit_model, score_model
+from training.tracking import log_metrics, log_model
+
+
+def train_and_register(
+    settings: Settings,
+    config: ProjectConfig,
+    semver: str,
+    alias: str | None,
+    *,
+    actor: str,
+    description: str,
+    **params: Any,
+) -> str:
+    """Train on the config's data with ``params`` over ``training.params`` and register it outside the lifecycle flow
+    (no request, no gates): the tests' and benchmarks' way to set up a registry. Returns the MLflow version."""
+    cfg = config.model_copy(
+        update={"training": config.training.model_copy(update={"params": {**config.training.params, **params}})}
+    )
+    context = open_context(settings, config=cfg)
+    client, registry = context.mlflow, context.registry
+    exp = ensure_experiment(client, cfg.model_name, settings)
+    data = load_data(cfg)
+    split = split_holdout(data.frame, cfg)
+    model = fit_model(split.train, cfg)
+    run_id = client.create_run(exp).info.run_id
+    log_metrics(client, run_id, score_model(model, split.holdout, cfg), HOLDOUT_PREFIX)
+    uri = log_model(client, run_id, model, split.train, cfg, data.source, data.fingerprint)
+    client.set_terminated(run_id)
+    mv = registry.register(uri, run_id, semver, tags={}, description=description)
+    if alias == CHAMPION:
+        registry.promote(str(mv.version), actor=actor, reason=description)
+    elif alias:
+        registry.set_alias(alias, str(mv.version), actor=actor, reason=description)
+    return str(mv.version)
