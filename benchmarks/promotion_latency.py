@@ -76,15 +76,15 @@ import sys
 
 import uvicorn
 
+from core.settings import get_settings
 from deployments.gateway import Gateway
 from deployments.http import create_app
-from core.config import load_config
-from core.settings import get_settings
+from services.context import open_context
 
 # deployments.serve.app_factory with one change: the poll interval (mlops serve has no flag for it)
 settings = get_settings()
 settings.apply_to_environment()
-gateway = Gateway(settings, load_config(settings.config), poll_interval=float(sys.argv[1]))
+gateway = Gateway(open_context(settings), poll_interval=float(sys.argv[1]))
 uvicorn.run(create_app(gateway), host="127.0.0.1", port=int(sys.argv[2]), log_level="warning", access_log=False)
 """
 
