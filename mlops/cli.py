@@ -41,6 +41,11 @@ k8s_app = typer.Typer(
     help="Kubernetes: render the gateway and worker manifests from the config, and apply them.", no_args_is_help=True
 )
 app.add_typer(k8s_app, name="k8s")
+capacity_app = typer.Typer(
+    help="Capacity planning: gateway replicas for a request rate and a p95 target (M/M/c, Erlang C).",
+    no_args_is_help=True,
+)
+app.add_typer(capacity_app, name="capacity")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay one copy-pastable line
@@ -302,7 +307,12 @@ def k8s_render(
         "mlops-database", "--database-secret", help="Secret whose key database-url holds the PostgreSQL URL."
     ),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Namespace of every object."),
-    replicas: int = typer.Option(2, "--replicas", help="Gateway replicas (2 or more adds a PodDisruptionBudget)."),
+    replicas: int | None = typer.Option(
+        None, "--replicas", help="Gateway replicas (default 2; 2 or more adds a PodDisruptionBudget)."
+    ),
+    plan: Path | None = typer.Option(
+        None, "--plan", help="Take the replica count from a `mlops capacity plan --json` file."
+    ),
     prefect_api_url: str | None = typer.Option(
         None, "--prefect-api-url", help="Also render a Prefect worker that talks to this API."
     ),
@@ -318,12 +328,16 @@ def k8s_render(
     """The manifests from the config: ConfigMap, gateway Deployment, Service, PodDisruptionBudget, worker."""
     from deployments.kubernetes import KubeTarget, apply, render, to_yaml
 
+    if plan is not None:
+        if replicas is not None:
+            raise MlopsError("give either --replicas or --plan, not both.")
+        replicas = _planned_replicas(plan)
     target = KubeTarget(
         image=image,
         tracking_uri=tracking_uri,
         database_secret=database_secret,
         namespace=namespace,
-        replicas=replicas,
+        replicas=2 if replicas is None else replicas,
         prefect_api_url=prefect_api_url,
         token_secret=token_secret,
     )
@@ -338,6 +352,114 @@ def k8s_render(
     if apply_now:
         for name in apply(docs, context=context):
             console.print(f"applied {name}")
+
+
+@capacity_app.command("plan")
+def capacity_plan(
+    rate: float = typer.Option(..., "--rate", help="Requests per second to serve."),
+    slo_p95_ms: float = typer.Option(..., "--slo-p95-ms", help="Target p95 response time in milliseconds."),
+    headroom: float = typer.Option(0.2, "--headroom", help="Plan for rate x (1 + headroom); 0.2 = 20%."),
+    source: str = typer.Option(
+        "benchmark",
+        "--source",
+        help="Service times from `benchmark` (a gateway started here, timed one request at a time) or `log` "
+        "(model time of served answers in the prediction log; excludes HTTP overhead).",
+    ),
+    requests: int = typer.Option(400, "--requests", help="With --source benchmark: requests to time."),
+    since_minutes: float = typer.Option(1440.0, "--since-minutes", help="With --source log: how far back to read."),
+    max_replicas: int = typer.Option(512, "--max-replicas", help="Largest replica count to consider."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (also what `k8s render --plan` reads)."),
+) -> None:
+    """How many gateway replicas serve --rate within --slo-p95-ms: utilisation, probability of waiting, mean and p95
+    wait and response time per replica count, from measured service times."""
+    from deployments.capacity import CapacityError, ServiceTimes, plan_capacity
+
+    context = _context()
+    if source == "log":
+        from datetime import timedelta
+
+        import numpy as np
+
+        from core.store.schema import utcnow
+
+        window = context.predictions.recent(
+            context.model_name, utcnow() - timedelta(minutes=since_minutes), limit=200_000
+        )
+        served = window[window["status"] == "ok"]["latency_ms"] if len(window) else []
+        service = ServiceTimes(
+            np.asarray(served, dtype=float), f"the prediction log ({len(served)} answers, last {since_minutes:g} min)"
+        )
+    elif source == "benchmark":
+        with console.status(f"Timing {requests} requests to a gateway started for the champion..."):
+            service = ServiceTimes(_time_a_gateway(context, requests), f"a built-in benchmark ({requests} requests)")
+    else:
+        raise CapacityError(f"unknown --source {source!r}; use benchmark or log.")
+    plan = plan_capacity(rate, slo_p95_ms, service, headroom=headroom, max_replicas=max_replicas)
+    if as_json:
+        print(json.dumps(plan.to_json(), indent=2))
+        return
+    from mlops.presentation import print_capacity_plan
+
+    print_capacity_plan(console, plan)
+
+
+def _time_a_gateway(context: ProjectContext, requests: int) -> Any:
+    """Start `mlops serve` on a free 127.0.0.1 port, time ``requests`` single-record requests, stop it."""
+    import subprocess
+    import time
+
+    import httpx
+
+    from deployments.capacity import measure_service_times
+    from deployments.replay import records_from
+    from deployments.serve import free_port
+    from training.data import load_data
+
+    settings, config = context.settings, context.config
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlops.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, env=settings.child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise MlopsError(f"the gateway exited while starting: {proc.stderr.read().decode()[-500:]}")
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise MlopsError(
+                    "the gateway did not become ready within 120 s; is there a champion? `mlops registry show`"
+                )
+            time.sleep(0.3)
+        frame = load_data(config).frame
+        return measure_service_times(url, records_from(frame, config.data.features), count=requests)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _planned_replicas(path: Path) -> int:
+    from core.errors import ConfigError
+
+    try:
+        replicas = json.loads(path.read_text())["replicas"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(
+            f"{path} is not a capacity plan ({err.__class__.__name__}: {err}); write one with "
+            "`mlops capacity plan --rate R --slo-p95-ms MS --json > plan.json`."
+        ) from None
+    if not isinstance(replicas, int) or replicas < 1:
+        raise ConfigError(f"{path} plans {replicas!r} replicas; expected a whole number >= 1.")
+    return replicas
 
 
 @app.command("replay")

@@ -11,6 +11,7 @@ from rich.table import Table
 from core.names import TAG_PRIMARY_METRIC, TAG_REQUEST_ID, TAG_REQUEST_KIND
 from core.store.requests import ChangeRequest
 from core.store.rollouts import Rollout
+from deployments.capacity import CapacityPlan
 from model_registry.registry import Comparison, ModelRegistry
 
 
@@ -99,3 +100,43 @@ def print_rollout(console: Console, rollout: Rollout, last_steps: int = 15) -> N
             s["reason"],
         )
     console.print(table)
+
+
+def print_capacity_plan(console: Console, plan: CapacityPlan) -> None:
+    """The table per replica count, the answer, and the assumptions it rests on."""
+    service = plan.service.describe()
+    console.print(
+        f"Service time per request: mean {service['mean_ms']} ms, p95 {service['p95_ms']} ms over "
+        f"{service['samples']} measurements from {service['source']}."
+    )
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    table = Table(
+        "replicas",
+        "utilisation",
+        "P(wait)",
+        "mean wait ms",
+        "p95 wait ms",
+        "mean response ms",
+        "p95 response ms",
+        title=f"{plan.planned_rate:g} requests/s ({plan.rate:g} + {plan.headroom:.0%} headroom)",
+    )
+    for row in plan.rows:
+        if row.saturated:
+            table.add_row(str(row.replicas), f"{row.utilisation:.0%}", "saturated", "-", "-", "-", "-")
+            continue
+        marker = " <" if row.replicas == plan.replicas else ""
+        table.add_row(
+            f"{row.replicas}{marker}",
+            f"{row.utilisation:.0%}",
+            f"{row.p_wait:.3f}",
+            ms(row.mean_wait_ms),
+            ms(row.p95_wait_ms),
+            ms(row.mean_response_ms),
+            ms(row.p95_response_ms),
+        )
+    console.print(table)
+    console.print(f"[bold]{plan.summary}[/bold]")
+    console.print("Assumptions: " + "; ".join(plan.assumptions) + ".")

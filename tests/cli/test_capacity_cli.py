@@ -1,0 +1,45 @@
+"""`mlops capacity plan` against a real gateway process, and `k8s render --plan` taking its answer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.cli.test_cli import mlops
+
+
+@pytest.mark.slow
+def test_a_plan_from_a_measured_gateway_feeds_the_manifests(
+    home: Path, two_models: dict[str, str], tmp_path: Path
+) -> None:
+    done = mlops("capacity", "plan", "--rate", "40", "--slo-p95-ms", "250", "--requests", "250", "--json", home=home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan: dict[str, Any] = json.loads(done.stdout)
+    assert plan["service_times"]["samples"] == 250 and "built-in benchmark" in plan["service_times"]["source"]
+    chosen = next(r for r in plan["rows"] if r["replicas"] == plan["replicas"])
+    assert chosen["p95_response_ms"] <= 250 and chosen["rate"] == pytest.approx(48.0)
+    assert plan["assumptions"] and plan["summary"].startswith(f"{plan['replicas']} replica(s)")
+
+    path = tmp_path / "plan.json"
+    path.write_text(done.stdout)
+    render = mlops(
+        "k8s", "render", "--image", "mlops:1", "--tracking-uri", "http://mlflow:5000", "--plan", str(path), home=home
+    )
+    assert render.returncode == 0, render.stderr
+    gateway = next(d for d in yaml.safe_load_all(render.stdout) if d["kind"] == "Deployment")
+    assert gateway["spec"]["replicas"] == plan["replicas"]
+
+
+def test_too_few_measurements_and_bad_plans_say_what_to_do(home: Path, tmp_path: Path) -> None:
+    few = mlops("capacity", "plan", "--rate", "40", "--slo-p95-ms", "50", "--source", "log", home=home)
+    assert few.returncode == 2 and "a plan needs at least 200" in few.stderr and "Traceback" not in few.stderr
+    bad = tmp_path / "plan.json"
+    bad.write_text("{}")
+    render = mlops(
+        "k8s", "render", "--image", "mlops:1", "--tracking-uri", "http://mlflow:5000", "--plan", str(bad), home=home
+    )
+    assert render.returncode == 2 and "is not a capacity plan" in render.stderr
