@@ -78,6 +78,51 @@ class SplitConfig(_Strict):
     seed: int = 42
 
 
+class SearchParam(_Strict):
+    """One dimension of the search space: ``int`` or ``float`` between ``low`` and ``high`` (``log`` for a
+    log-uniform scale), or ``categorical`` over ``choices``."""
+
+    type: Literal["int", "float", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs a non-empty `choices` list")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"an {self.type} parameter needs `low` < `high`, got low={self.low}, high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scale parameter needs `low` > 0, got {self.low}")
+        return self
+
+
+class SearchConfig(_Strict):
+    """Hyperparameter search before the gates: Optuna proposes, trials run as Prefect tasks on Dask, each is scored
+    by cross-validation on the training rows only (the holdout stays untouched for the gates)."""
+
+    space: dict[str, SearchParam] = Field(description="Estimator parameter -> its range; at least one.")
+    n_trials: int = Field(default=16, ge=1, le=10_000)
+    parallelism: int = Field(
+        default=2, ge=1, le=256, description="Trials proposed and run at once (the same value gives the same trials)."
+    )
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    cv_folds: int = Field(default=3, ge=2, le=20)
+    timeout_seconds: float | None = Field(default=None, gt=0, description="Stop proposing trials after this long.")
+    dask_workers: int = Field(default=2, ge=1, le=256, description="Workers of the local Dask cluster.")
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> SearchConfig:
+        if not self.space:
+            raise ValueError("the search space is empty; name at least one estimator parameter with its range")
+        return self
+
+
 class TrainingConfig(_Strict):
     estimator: str = Field(
         default="sklearn.linear_model.LogisticRegression",
@@ -85,6 +130,7 @@ class TrainingConfig(_Strict):
     )
     params: dict[str, Any] = Field(default_factory=dict)
     scale_numeric: bool = Field(default=True, description="Standardise numeric features inside the pipeline.")
+    search: SearchConfig | None = Field(default=None, description="Tune `params` by a search first (optional).")
 
 
 class EvaluationConfig(_Strict):

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     gateway_token: str | None = Field(
         default=None, description="Bearer token of the gateway's admin endpoints (MLOPS_GATEWAY_TOKEN); unset: off."
     )
+    dask_address: str | None = Field(
+        default=None, description="Dask scheduler the search's trials run on (MLOPS_DASK_ADDRESS); unset: a local one."
+    )
     webhook_url: str | None = Field(
         default=None, description="Where notices are POSTed as JSON (MLOPS_WEBHOOK_URL); unset: Prefect events only."
     )

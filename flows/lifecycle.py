@@ -9,30 +9,34 @@ Orchestration only: the stages are tasks from ``tasks/`` over the ``training`` d
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
-from core.config import load_config
+from core.config import ProjectConfig, load_config
 from core.errors import ValidationFailed
 from core.names import EVENT_MODEL_REGISTERED, EVENT_VALIDATION_FAILED, model_resource
 from core.notify import notify
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, run_url
+from flows.search import dask_runner, hyperparameter_search
 from services.context import ProjectContext, open_context
 from tasks.data import load_data_task
 from tasks.intake import claim_request_task, finish_request_task
 from tasks.registration import register_task, score_champion_task
-from tasks.reporting import publish_report_task, render_lifecycle
+from tasks.reporting import publish_report_task, render_lifecycle, render_search
 from tasks.training import train_task
 from tasks.validation import validate_data_task
 from training.data import split_holdout
 from training.gates import GateDecision, decide_gates
 from training.outcome import LifecycleOutcome
 from training.registration import Candidate, Registration
+from training.search import check_search_space, with_params
 from training.tracking import (
     finish_run,
     log_comparison,
     log_model,
+    log_search,
     log_validation,
     name_registered_run,
     open_lifecycle_run,
@@ -67,6 +71,8 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
         logger.info("Data validation: %s", report.summary)
 
         split = split_holdout(data.frame, config)
+        if config.training.search is not None:
+            config = _tune(context, config, split.train, run_id)
         trained = train_task(split.train, split.holdout, config)
         champion = score_champion_task(context.registry, split.holdout, config)
         log_comparison(client, run_id, trained.metrics, champion.metrics)
@@ -92,6 +98,18 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     except Exception as err:
         _record_failure(context, err, outcome, request, run_id)
         raise
+
+
+def _tune(context: ProjectContext, config: ProjectConfig, train_rows: pd.DataFrame, run_id: str) -> ProjectConfig:
+    """The search on Dask, its trials as child runs of this run; returns the config with the best parameters."""
+    search = check_search_space(config)
+    result = hyperparameter_search.with_options(task_runner=dask_runner(context.settings, search))(config, train_rows)
+    log_search(context.mlflow, run_id, result)
+    best = result.best
+    summary = f"best of {len(result.trials)} trials: {result.metric} {best.score:.4f} with {best.params}"
+    get_run_logger().info("Search %s", summary)
+    publish_report_task(context.model_name, "search", render_search(result), summary)
+    return with_params(config, best.params)
 
 
 def _reject(

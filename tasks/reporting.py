@@ -19,6 +19,7 @@ from core.store.rollouts import Rollout
 from monitoring.policy import RetrainResult, RollbackResult
 from monitoring.verdict import MonitorResult
 from training.outcome import LifecycleOutcome
+from training.search import SearchResult
 
 
 def artifact_key(model_name: str, kind: str = "lifecycle") -> str:
@@ -129,6 +130,27 @@ def render_retrain(result: RetrainResult) -> str:
     lines = [f"# {title}", "", result.reason or result.decision]
     if result.request_id is not None:
         lines += ["", f"Change request #{result.request_id}."]
+    return "\n".join(lines)
+
+
+def render_search(result: SearchResult) -> str:
+    best = result.best
+    lines = [
+        f"# Hyperparameter search: best trial {best.number}",
+        "",
+        f"{len(result.completed)} of {len(result.trials)} trials completed in {result.wall_seconds:.0f} s; "
+        f"cross-validated {result.metric} on the training rows ({result.direction}). "
+        + (f"Stopped early: {result.stopped_early}." if result.stopped_early else ""),
+        "",
+        f"| trial | {result.metric} | std | seconds | parameters |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for t in result.top(10):
+        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+        lines.append(f"| {t.number} | {t.score:.4f} | {t.std or 0:.4f} | {t.seconds:.1f} | {params} |")
+    failed = [t for t in result.trials if t.score is None]
+    if failed:
+        lines += ["", f"{len(failed)} trial(s) failed, e.g. trial {failed[0].number}: {failed[0].error[:300]}"]
     return "\n".join(lines)
 
 

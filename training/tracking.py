@@ -32,10 +32,12 @@ from core.names import (
     TAG_REQUEST_ID,
     TAG_REQUEST_KIND,
     TAG_REQUEST_TITLE,
+    TAG_ROLE,
 )
 from core.settings import Settings
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, ensure_experiment
+from training.search import SearchResult
 from training.validation import ValidationReport, render_html
 
 
@@ -181,3 +183,33 @@ def name_registered_run(
     client: MlflowClient, run_id: str, model_name: str, semver: str, request: ChangeRequest
 ) -> None:
     client.set_tag(run_id, "mlflow.runName", f"{model_name} {semver} ({request.kind} #{request.id})")
+
+
+def log_search(client: MlflowClient, parent_run_id: str, result: SearchResult) -> None:
+    """Each trial as a child run of the lifecycle run (MLflow's compare and parallel-coordinates views show the
+    search), and the search's summary on the parent."""
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    metric = f"cv_{result.metric}"
+    for trial in result.trials:
+        child = client.create_run(
+            experiment_id,
+            run_name=f"trial {trial.number}",
+            tags={"mlflow.parentRunId": parent_run_id, TAG_ROLE: "search-trial"},
+        )
+        run_id = child.info.run_id
+        for key, value in trial.params.items():
+            client.log_param(run_id, key, str(value))
+        if trial.score is not None:
+            client.log_metric(run_id, metric, trial.score)
+            client.log_metric(run_id, f"{metric}_std", trial.std or 0.0)
+        client.log_metric(run_id, "trial_seconds", trial.seconds)
+        if trial.error:
+            client.set_tag(run_id, "mlops.trial_error", trial.error[:500])
+        client.set_terminated(run_id, status="FINISHED" if trial.score is not None else "FAILED")
+    best = result.best
+    client.log_metric(parent_run_id, f"best_{metric}", best.score or 0.0)
+    client.log_metric(parent_run_id, "search_trials", len(result.trials))
+    client.log_metric(parent_run_id, "search_wall_seconds", result.wall_seconds)
+    client.set_tag(parent_run_id, "mlops.search_best_trial", str(best.number))
+    for key, value in best.params.items():  # what the candidate was trained with, next to the configured param.*
+        client.log_param(parent_run_id, f"search.best.{key}", str(value))

@@ -1,0 +1,257 @@
+"""Benchmark: does ``mlops capacity plan`` predict what the gateway does under Poisson load?
+
+For 1 and 2 gateway workers (``mlops serve --workers N`` over a temporary home with a real champion):
+
+1. measure the service time the planner uses: single-record requests sent one at a time (no queueing);
+2. predict, with ``deployments.capacity.queue_at`` (M/M/c, Allen-Cunneen where service is not exponential), the p95
+   response time at several rates below saturation, and the saturation rate ``N * 1000 / mean service ms``;
+3. send open-loop Poisson traffic at those rates from a separate load-generator process (each request's response
+   time runs from its *scheduled* arrival, so a slow server is not hidden by a slower client), and measure p95;
+4. ramp the rate past the predicted saturation and take the highest throughput the gateway sustained.
+
+The load generator shares the machine with the server (2 cores here): with 2 workers the three processes share two
+cores, which the figures show. Usage (repository root)::
+
+    .venv/bin/python benchmarks/capacity_check.py [--seconds 8] [--workers 1 2]
+
+Writes ``benchmarks/results/capacity_check.json`` and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.gateway_throughput import (  # noqa: E402
+    BIN,
+    Processes,
+    Server,
+    _read_response,
+    feature_rows,
+    free_port,
+    interruptible,
+    machine_facts,
+    make_home,
+    pinned,
+    server_env,
+    wait_until_answers,
+    write_bodies,
+    write_json,
+)
+
+FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # of the predicted saturation rate
+RAMP = (0.9, 1.0, 1.15, 1.3, 1.5)
+
+
+async def _poisson(spec: dict[str, Any]) -> dict[str, Any]:
+    """Open-loop Poisson arrivals over a pool of keep-alive connections; response time from the scheduled arrival."""
+    import numpy as np
+
+    rng = np.random.default_rng(spec["seed"])
+    n = int(spec["rate"] * spec["seconds"])
+    offsets = np.cumsum(rng.exponential(1.0 / spec["rate"], n))
+    idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
+    for _ in range(spec["connections"]):
+        idle.put_nowait(await asyncio.open_connection("127.0.0.1", spec["port"]))
+    requests = spec["requests"]
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(i: int, due: float) -> None:
+        nonlocal errors
+        reader, writer = await idle.get()
+        try:
+            writer.write(requests[i % len(requests)])
+            status, _, keep = await asyncio.wait_for(_read_response(reader), timeout=30)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):
+            status, keep = 0, False
+        latencies.append(time.monotonic() - due)
+        if status != 200:
+            errors += 1
+        if not keep:
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
+        idle.put_nowait((reader, writer))
+
+    start = time.monotonic() + 0.2
+    tasks = []
+    for i, offset in enumerate(offsets):
+        due = start + float(offset)
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.monotonic() - start
+    lat = sorted(x * 1000.0 for x in latencies)
+    return {
+        "offered_rate": spec["rate"],
+        "requests": n,
+        "errors": errors,
+        "throughput": n / elapsed,
+        "p50_ms": lat[len(lat) // 2],
+        "p95_ms": lat[int(0.95 * (len(lat) - 1))],
+        "seconds": elapsed,
+    }
+
+
+async def _serial(spec: dict[str, Any]) -> list[float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
+    times = []
+    for i in range(spec["count"] + 30):
+        started = time.perf_counter()
+        writer.write(spec["requests"][i % len(spec["requests"])])
+        await _read_response(reader)
+        if i >= 30:
+            times.append((time.perf_counter() - started) * 1000.0)
+    writer.close()
+    return times
+
+
+def loadgen_main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    bodies = [line.encode() for line in Path(spec["bodies"]).read_text().splitlines() if line]
+    spec["requests"] = [
+        (
+            f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
+        ).encode()
+        + b
+        for b in bodies
+    ]
+    result: Any = asyncio.run(_serial(spec) if spec["mode"] == "serial" else _poisson(spec))
+    sys.stdout.write(json.dumps(result))
+
+
+def run_loadgen(spec: dict[str, Any], workdir: Path) -> Any:
+    import subprocess
+
+    path = workdir / f"spec-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(spec))
+    done = subprocess.run(
+        pinned([sys.executable, str(Path(__file__).resolve()), "--loadgen", str(path)], "1"),
+        capture_output=True,
+        timeout=spec.get("seconds", 60) + 120,
+        cwd=REPO,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-2000:])
+    return json.loads(done.stdout)
+
+
+def check_workers(workers: int, procs: Processes, env: dict[str, str], bodies: Path, args: Any, workdir: Path) -> dict:
+    from deployments.capacity import ServiceTimes, queue_at
+
+    port = free_port()
+    cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    # one worker pinned to core 0 and the load generator to core 1; two workers get both cores, shared with it
+    cmd = pinned(cmd, "0") if workers == 1 else cmd
+    log_path = workdir / f"gateway-{workers}.log"
+    server = Server(
+        f"mlops serve --workers {workers}", procs.start(cmd, env, log_path), port, log_path, time.monotonic()
+    )
+    wait_until_answers(server, "/v1/predict", bodies.read_text().splitlines()[0].encode())
+    try:
+        base = {"port": port, "bodies": str(bodies)}
+        serial = run_loadgen({**base, "mode": "serial", "count": args.serial}, workdir)
+        service = ServiceTimes(serial, f"{args.serial} serial requests to {workers} worker(s)")
+        saturation = workers * 1000.0 / service.mean_ms
+        rows = []
+        for fraction in FRACTIONS:
+            rate = round(fraction * saturation, 1)
+            measured = run_loadgen(
+                {**base, "mode": "poisson", "rate": rate, "seconds": args.seconds, "connections": 64, "seed": 1},
+                workdir,
+            )
+            predicted = queue_at(workers, rate, service).p95_response_ms
+            rows.append({**measured, "fraction": fraction, "predicted_p95_ms": predicted})
+            print(
+                f"  {rate:7.1f}/s: p95 measured {measured['p95_ms']:.2f} ms, predicted {predicted:.2f} ms", flush=True
+            )
+        ramp = []
+        for factor in RAMP:
+            rate = round(factor * saturation, 1)
+            measured = run_loadgen(
+                {**base, "mode": "poisson", "rate": rate, "seconds": args.seconds / 2, "connections": 128, "seed": 2},
+                workdir,
+            )
+            ramp.append(measured)
+            print(f"  ramp {rate:7.1f}/s offered: {measured['throughput']:.1f}/s served", flush=True)
+        return {
+            "workers": workers,
+            "service_times": service.describe(),
+            "predicted_saturation_rate": saturation,
+            "measured_saturation_rate": max(r["throughput"] for r in ramp),
+            "rows": rows,
+            "ramp": ramp,
+        }
+    finally:
+        procs.stop(server.proc)
+
+
+def report(results: list[dict[str, Any]]) -> str:
+    lines = [
+        "| workers | offered rate /s | share of predicted saturation | measured p95 ms | predicted p95 ms | error |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        for row in r["rows"]:
+            err = (row["predicted_p95_ms"] - row["p95_ms"]) / row["p95_ms"]
+            lines.append(
+                f"| {r['workers']} | {row['offered_rate']:.0f} | {row['fraction']:.0%} | {row['p95_ms']:.2f} "
+                f"| {row['predicted_p95_ms']:.2f} | {err:+.0%} |"
+            )
+    lines += [
+        "",
+        "| workers | mean service ms | cv2 | predicted saturation /s | measured saturation /s |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r["service_times"]
+        lines.append(
+            f"| {r['workers']} | {s['mean_ms']} | {s['cv2']} | {r['predicted_saturation_rate']:.0f} "
+            f"| {r['measured_saturation_rate']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="Seconds of Poisson load per rate.")
+    parser.add_argument("--serial", type=int, default=600, help="Serial requests timing the service time.")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--loadgen", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.loadgen:
+        loadgen_main(args.loadgen)
+        return 0
+    procs = Processes()
+    with tempfile.TemporaryDirectory(prefix="capacity-") as tmp, interruptible():
+        root = Path(tmp)
+        state = make_home(root)
+        env = server_env(state["home"])
+        bodies = write_bodies(root / "bodies.jsonl", feature_rows(), "records")
+        try:
+            results = [check_workers(w, procs, env, bodies, args, root) for w in args.workers]
+        finally:
+            procs.stop_all()
+    table = report(results)
+    print(table)
+    write_json(
+        "capacity_check.json", {"machine": machine_facts(), "args": vars(args), "results": results, "table": table}
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""The search's pure parts: the space, cross-validation on training rows only, ranking, and errors that name the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core.config import ProjectConfig, load_config
+from core.errors import ConfigError
+from tests.conftest import DEMO_CONFIG
+from training.data import load_data, split_holdout
+from training.search import SearchResult, TrialResult, check_search_space, cross_validate, make_study, suggest
+
+SPACE = {
+    "C": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
+    "max_iter": {"type": "int", "low": 200, "high": 400},
+    "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
+}
+
+
+def searching(**search: Any) -> ProjectConfig:
+    return load_config(DEMO_CONFIG, {"training.search": {"space": SPACE, "n_trials": 4, **search}})
+
+
+def test_a_seeded_study_proposes_the_same_trials_and_respects_types() -> None:
+    config = searching(seed=7)
+    assert config.training.search is not None
+    space = config.training.search.space
+    runs = []
+    for _ in range(2):
+        study = make_study(config.training.search, "maximize")
+        runs.append([suggest(study.ask(), space) for _ in range(3)])
+    assert runs[0] == runs[1]
+    for params in runs[0]:
+        assert 0.001 <= params["C"] <= 10.0 and isinstance(params["max_iter"], int)
+        assert params["class_weight"] in (None, "balanced")
+
+
+def test_cross_validation_scores_the_training_rows_only() -> None:
+    config = searching()
+    split = split_holdout(load_data(config).frame, config)
+    cv = cross_validate({"C": 0.5}, split.train, config)
+    assert len(cv.folds) == 3 and 0.8 < cv.mean <= 1.0 and cv.std >= 0
+
+
+def test_the_best_trial_follows_the_metric_direction() -> None:
+    trials = [TrialResult(0, {"a": 1}, 0.9, 0.0, 1.0), TrialResult(1, {"a": 2}, 0.95, 0.0, 1.0)]
+    assert SearchResult("accuracy", "maximize", trials).best.number == 1
+    assert SearchResult("rmse", "minimize", trials).best.number == 0
+    failed = SearchResult("accuracy", "maximize", [TrialResult(0, {}, None, None, 0.0, "ValueError: bad")])
+    with pytest.raises(ConfigError, match="every search trial failed"):
+        _ = failed.best
+
+
+def test_bad_spaces_are_config_errors_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="search space is empty"):
+        load_config(DEMO_CONFIG, {"training.search": {"space": {}}})
+    with pytest.raises(ConfigError, match="low"):
+        load_config(DEMO_CONFIG, {"training.search": {"space": {"C": {"type": "float", "low": 5, "high": 1}}}})
+    config = load_config(DEMO_CONFIG, {"training.search": {"space": {"gamma": {"type": "float", "low": 0, "high": 1}}}})
+    with pytest.raises(ConfigError, match=r"names \['gamma'\], which are not parameters of"):
+        check_search_space(config)

@@ -1,0 +1,141 @@
+"""Hyperparameter search: Optuna proposes parameters, each trial is scored by cross-validation on the training rows
+only (the holdout stays untouched for the gates), and the best trial's parameters become the candidate's.
+
+Plain functions: the ``lifecycle`` flow runs the trials as Prefect tasks on a Dask cluster (``flows/search.py``);
+everything here is callable and testable without either.
+
+Reproducibility: trials are proposed in batches of ``parallelism`` and each batch is told back in trial order, so
+a seeded search proposes the same trials (and finds the same best one) whatever the number of Dask workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.config import ProjectConfig, SearchConfig, SearchParam
+from core.errors import ConfigError
+from training.fit import features_and_target, fit_model, resolve_estimator, score_model
+
+
+def with_params(config: ProjectConfig, params: dict[str, Any]) -> ProjectConfig:
+    """``config`` with ``params`` over ``training.params``."""
+    merged = {**config.training.params, **params}
+    return config.model_copy(update={"training": config.training.model_copy(update={"params": merged})})
+
+
+def check_search_space(config: ProjectConfig) -> SearchConfig:
+    """The search section, after checking every parameter it names belongs to the estimator."""
+    search = config.training.search
+    if search is None:
+        raise ConfigError("training.search is not set; add a search space to tune parameters.")
+    valid = set(resolve_estimator(config).get_params())
+    unknown = sorted(set(search.space) - valid)
+    if unknown:
+        raise ConfigError(
+            f"training.search.space names {unknown}, which are not parameters of {config.training.estimator}; "
+            f"valid ones: {', '.join(sorted(valid))}."
+        )
+    return search
+
+
+def suggest(trial: Any, space: dict[str, SearchParam]) -> dict[str, Any]:
+    """One Optuna trial's parameters over ``space`` (ints stay ints, choices keep their YAML types)."""
+    params: dict[str, Any] = {}
+    for name, p in space.items():
+        if p.type == "int":
+            params[name] = trial.suggest_int(name, int(p.low or 0), int(p.high or 0), log=p.log)
+        elif p.type == "float":
+            params[name] = trial.suggest_float(name, float(p.low or 0), float(p.high or 0), log=p.log)
+        else:
+            params[name] = trial.suggest_categorical(name, p.choices or [])
+    return params
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    mean: float
+    std: float
+    folds: list[float]
+    seconds: float
+
+
+def cross_validate(params: dict[str, Any], train_rows: pd.DataFrame, config: ProjectConfig) -> CrossValidation:
+    """The primary metric of the configured pipeline with ``params``, by k-fold cross-validation on ``train_rows``
+    (stratified for classification, seeded by ``split.seed``)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    assert config.training.search is not None
+    started = time.perf_counter()
+    tuned = with_params(config, params)
+    metric = config.evaluation.primary_metric
+    k = config.training.search.cv_folds
+    _, y = features_and_target(train_rows, config)
+    splitter = (
+        StratifiedKFold(n_splits=k, shuffle=True, random_state=config.split.seed)
+        if config.evaluation.problem_type == "classification"
+        else KFold(n_splits=k, shuffle=True, random_state=config.split.seed)
+    )
+    scores = []
+    for fit_idx, val_idx in splitter.split(train_rows, y):
+        model = fit_model(train_rows.iloc[fit_idx], tuned)
+        fold = score_model(model, train_rows.iloc[val_idx], tuned)
+        if metric not in fold:
+            raise ConfigError(f"primary metric {metric!r} could not be computed in cross-validation for {params}")
+        scores.append(fold[metric])
+    return CrossValidation(float(np.mean(scores)), float(np.std(scores)), scores, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    number: int
+    params: dict[str, Any]
+    score: float | None  # mean cross-validated primary metric; None when the trial failed
+    std: float | None
+    seconds: float
+    error: str = ""
+
+
+@dataclass
+class SearchResult:
+    """Every trial of one search, and the best by the primary metric in its direction."""
+
+    metric: str
+    direction: Literal["maximize", "minimize"]
+    trials: list[TrialResult] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    stopped_early: str = ""  # why fewer than n_trials ran (timeout), if so
+
+    @property
+    def completed(self) -> list[TrialResult]:
+        return [t for t in self.trials if t.score is not None]
+
+    @property
+    def best(self) -> TrialResult:
+        done = self.completed
+        if not done:
+            errors = "; ".join(t.error for t in self.trials[:3])
+            raise ConfigError(f"every search trial failed ({errors}); check training.search.space.")
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        return max(done, key=lambda t: (sign * (t.score or 0.0), -t.number))
+
+    def top(self, n: int = 5) -> list[TrialResult]:
+        sign = -1.0 if self.direction == "maximize" else 1.0
+        return sorted(self.completed, key=lambda t: (sign * (t.score or 0.0), t.number))[:n]
+
+
+def make_study(search: SearchConfig, direction: Literal["maximize", "minimize"]) -> Any:
+    """An in-memory Optuna study with the configured, seeded sampler."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (
+        optuna.samplers.TPESampler(seed=search.seed)
+        if search.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=search.seed)
+    )
+    return optuna.create_study(direction=direction, sampler=sampler)
