@@ -23,8 +23,13 @@ from training.fit import features_and_target, fit_model, resolve_estimator, scor
 
 
 def with_params(config: ProjectConfig, params: dict[str, Any]) -> ProjectConfig:
-    """``config`` with ``params`` over ``training.params``."""
+    """``config`` with ``params`` over ``training.params``. Under a search, an estimator with a ``random_state``
+    that ``training.params`` leaves unset gets the search's seed: otherwise its cross-validated scores, and so
+    the trials a seeded sampler proposes after them, would change from run to run."""
     merged = {**config.training.params, **params}
+    search = config.training.search
+    if search is not None and "random_state" not in merged and "random_state" in resolve_estimator(config).get_params():
+        merged["random_state"] = search.seed
     return config.model_copy(update={"training": config.training.model_copy(update={"params": merged})})
 
 

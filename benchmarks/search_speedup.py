@@ -1,0 +1,91 @@
+"""Benchmark: the hyperparameter search on 1 Dask worker against 2, through Prefect, same seeded search.
+
+Runs the ``hyperparameter-search`` subflow (``flows/search.py``: Optuna TPE proposing ``parallelism`` trials at a
+time, each a Prefect task on a local Dask cluster, scored by 5-fold cross-validation on the training rows) twice
+with the same seed and ``parallelism``: once on one Dask worker process, once on two. Reports the wall time of each
+(cluster start included), the speedup, and whether both found the same best trial. A random forest on the Wisconsin
+data makes each trial about a second of CPU, so the search, not Dask's overhead, dominates.
+
+Usage (repository root; on an otherwise idle machine)::
+
+    .venv/bin/python benchmarks/search_speedup.py [--trials 16]
+
+Writes ``benchmarks/results/search_speedup.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SPACE = {
+    "n_estimators": {"type": "int", "low": 40, "high": 160},
+    "max_depth": {"type": "int", "low": 2, "high": 12},
+    "min_samples_leaf": {"type": "int", "low": 1, "high": 8},
+    "max_features": {"type": "categorical", "choices": ["sqrt", "log2"]},
+}
+
+
+def run(trials: int, workers: int) -> dict[str, object]:
+    from core.config import load_config
+    from flows.search import dask_runner, hyperparameter_search
+    from services.context import open_context
+    from training.data import load_data, split_holdout
+
+    search = {"space": SPACE, "n_trials": trials, "parallelism": 2, "dask_workers": workers, "seed": 11, "cv_folds": 5}
+    overrides = {"training.estimator": "sklearn.ensemble.RandomForestClassifier", "training.params": {}}
+    config = load_config(REPO / "config" / "project.yaml", {**overrides, "training.search": search})
+    context = open_context(config=config)
+    split = split_holdout(load_data(config).frame, config)
+    assert config.training.search is not None
+    started = time.perf_counter()
+    runner = dask_runner(context.settings, config.training.search)
+    result = hyperparameter_search.with_options(task_runner=runner)(config, split.train)
+    wall = time.perf_counter() - started
+    best = result.best
+    return {
+        "workers": workers,
+        "wall_seconds": round(wall, 2),
+        "trials": len(result.trials),
+        "best_trial": best.number,
+        "best_params": best.params,
+        "best_cv_accuracy": best.score,
+        "trial_cpu_seconds": round(sum(t.seconds for t in result.trials), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=16)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="search-") as tmp:
+        os.environ["MLOPS_HOME"] = tmp
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        from core.settings import get_settings
+
+        get_settings().apply_to_environment()
+        one, two = run(args.trials, 1), run(args.trials, 2)
+    speedup = one["wall_seconds"] / two["wall_seconds"]  # type: ignore[operator]
+    same = one["best_trial"] == two["best_trial"] and one["best_params"] == two["best_params"]
+    print("| Dask workers | wall s | trials | best trial | best cv accuracy |\n|---:|---:|---:|---:|---:|")
+    for r in (one, two):
+        cells = [r["workers"], r["wall_seconds"], r["trials"], r["best_trial"], f"{r['best_cv_accuracy']:.4f}"]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    print(f"\nspeedup {speedup:.2f}x; same best trial: {same}")
+    out = REPO / "benchmarks" / "results" / "search_speedup.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"one": one, "two": two, "speedup": speedup, "same_best": same}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
