@@ -228,6 +228,32 @@ class MonitoringConfig(_Strict):
     )
 
 
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class KubernetesConfig(_Strict):
+    """Sizes for `mlops k8s render`: the gateway and its autoscaler, and the Job each flow run gets on the
+    Kubernetes work pool."""
+
+    min_replicas: int = Field(default=2, ge=1, le=100, description="Gateway replicas the autoscaler keeps at least.")
+    max_replicas: int = Field(default=10, ge=1, le=100, description="Gateway replicas the autoscaler may reach.")
+    target_cpu_percent: int = Field(default=70, ge=10, le=100, description="Average CPU use the autoscaler aims at.")
+    gateway_cpu: str = Field(default="500m", pattern=_QUANTITY)
+    gateway_memory: str = Field(default="1Gi", pattern=_QUANTITY)
+    flow_cpu: str = Field(default="1", pattern=_QUANTITY, description="CPU request of each flow run's Job.")
+    flow_memory: str = Field(default="2Gi", pattern=_QUANTITY, description="Memory request and limit per flow run.")
+    flow_service_account: str = Field(
+        default="mlops-flow-runs", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Flow runs' identity."
+    )
+    finished_job_ttl_seconds: int = Field(default=3600, ge=0, description="Finished flow-run Jobs are kept this long.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> KubernetesConfig:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) is above max_replicas ({self.max_replicas})")
+        return self
+
+
 class ProjectConfig(_Strict):
     model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
@@ -239,6 +265,7 @@ class ProjectConfig(_Strict):
     validation: ValidationConfig = ValidationConfig()
     rollout: RolloutConfig = RolloutConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     base_dir: Path = Field(default=Path("."), exclude=True, description="Folder relative paths resolve from.")
 
     @model_validator(mode="after")

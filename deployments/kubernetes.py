@@ -10,7 +10,14 @@ What is rendered (all labelled ``app.kubernetes.io/part-of: mlops`` and ``app.ku
   replicas, a non-root read-only container with every capability dropped, Prometheus scrape annotations;
 - ``Service <model>-gateway`` on port 80;
 - ``PodDisruptionBudget`` (with two replicas or more) so a node drain never takes every gateway down;
-- ``Deployment <model>-worker`` (``prefect worker start --pool mlops-process``) when a Prefect API URL is given.
+- ``HorizontalPodAutoscaler <model>-gateway`` on CPU, between the planned replicas and ``kubernetes.max_replicas``;
+- with a Prefect API: a worker on the Kubernetes work pool ``mlops-kubernetes`` (its ServiceAccount, and a Role that
+  lets it create the Jobs, watch their pods and read their logs, nothing more), so every flow run is its own Job
+  sized by ``kubernetes.flow_*`` under its own ServiceAccount; ``work_pool_template`` renders the pool's base job
+  template (``prefect work-pool create mlops-kubernetes --type kubernetes --base-job-template FILE``);
+  ``--work-pool process`` keeps the older process worker inside one pod;
+- with ``servers``: an MLflow tracking server and a Prefect server, each on PostgreSQL (URLs from the same Secret,
+  keys ``mlflow-database-url`` and ``prefect-database-url``), MLflow's artifacts on a PersistentVolumeClaim.
 
 Pods share nothing on disk, so the stores must be servers: the MLflow tracking URI must be ``http(s)://`` or a
 database URL, and the project store (change requests, prediction log, rollouts) a PostgreSQL URL kept in a Secret
@@ -23,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -33,7 +40,8 @@ from core.errors import ConfigError, MlopsError
 PORT = 8080
 CONFIG_DIR = "/etc/mlops"
 FIELD_MANAGER = "mlops"
-WORK_POOL = "mlops-process"
+WORK_POOLS = {"kubernetes": "mlops-kubernetes", "process": "mlops-process"}
+MLFLOW_PORT, PREFECT_PORT = 5000, 4200
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,12 @@ class KubeTarget:
     tracking_uri: str
     database_secret: str
     namespace: str = "default"
-    replicas: int = 2
+    replicas: int | None = None  # None: the config's kubernetes.min_replicas
     prefect_api_url: str | None = None
     token_secret: str | None = None  # Secret with key ``token``: enables the gateway's admin endpoints
-    cpu: str = "500m"
-    memory: str = "1Gi"
+    work_pool: Literal["kubernetes", "process"] = "kubernetes"
+    servers: bool = False  # also render the MLflow and Prefect servers
+    artifact_storage: str = "20Gi"  # the MLflow artifact volume, with ``servers``
 
     def check(self) -> None:
         problems = []
@@ -62,10 +71,12 @@ class KubeTarget:
                 problems.append(f"{label} {name!r} is not a valid Kubernetes name (lowercase letters, digits, '-')")
         if not _dns_name(self.namespace):
             problems.append(f"namespace {self.namespace!r} is not a valid Kubernetes name")
-        if not 1 <= self.replicas <= 100:
+        if self.replicas is not None and not 1 <= self.replicas <= 100:
             problems.append(f"replicas must be between 1 and 100, got {self.replicas}")
         if self.prefect_api_url is not None and not re.match(r"^https?://", self.prefect_api_url):
             problems.append(f"Prefect API URL {self.prefect_api_url!r} must start with http:// or https://")
+        if self.work_pool not in WORK_POOLS:
+            problems.append(f"work pool type {self.work_pool!r} is not one of {', '.join(WORK_POOLS)}")
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -112,31 +123,7 @@ def render(config: ProjectConfig, config_path: Path, target: KubeTarget) -> list
         "metadata": {"name": f"{name}-config", "namespace": target.namespace, "labels": labels},
         "data": {key: content for key, (_, content) in files.items()},
     }
-    env = [
-        {"name": "MLOPS_CONFIG", "value": f"{CONFIG_DIR}/project.yaml"},
-        {"name": "MLOPS_HOME", "value": "/var/lib/mlops"},
-        {"name": "MLFLOW_TRACKING_URI", "value": target.tracking_uri},
-        {
-            "name": "MLOPS_DATABASE_URL",
-            "valueFrom": {"secretKeyRef": {"name": target.database_secret, "key": "database-url"}},
-        },
-    ]
-    volumes = [
-        {
-            "name": "config",
-            "configMap": {
-                "name": f"{name}-config",
-                "items": [{"key": key, "path": path} for key, (path, _) in files.items()],
-            },
-        },
-        {"name": "home", "emptyDir": {}},
-        {"name": "tmp", "emptyDir": {}},
-    ]
-    mounts = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "home", "mountPath": "/var/lib/mlops"},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
+    env, mounts, volumes = _store_wiring(name, files, target)
     security = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -145,9 +132,11 @@ def render(config: ProjectConfig, config_path: Path, target: KubeTarget) -> list
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    sizes = config.kubernetes
+    replicas = target.replicas or sizes.min_replicas
     resources = {
-        "requests": {"cpu": target.cpu, "memory": target.memory},
-        "limits": {"memory": target.memory},  # no CPU limit: throttling a Python server only adds latency
+        "requests": {"cpu": sizes.gateway_cpu, "memory": sizes.gateway_memory},
+        "limits": {"memory": sizes.gateway_memory},  # no CPU limit: throttling a Python server only adds latency
     }
 
     gateway_labels = {**labels, "app.kubernetes.io/component": "gateway"}
@@ -160,7 +149,7 @@ def render(config: ProjectConfig, config_path: Path, target: KubeTarget) -> list
         "kind": "Deployment",
         "metadata": {"name": f"{name}-gateway", "namespace": target.namespace, "labels": gateway_labels},
         "spec": {
-            "replicas": target.replicas,
+            "replicas": replicas,
             "selector": {"matchLabels": gateway_labels},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
@@ -205,7 +194,7 @@ def render(config: ProjectConfig, config_path: Path, target: KubeTarget) -> list
         },
     }
     docs: list[dict[str, Any]] = [config_map, gateway, service]
-    if target.replicas >= 2:
+    if replicas >= 2:
         docs.append(
             {
                 "apiVersion": "policy/v1",
@@ -214,39 +203,320 @@ def render(config: ProjectConfig, config_path: Path, target: KubeTarget) -> list
                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": gateway_labels}},
             }
         )
+    docs.append(_autoscaler(name, target.namespace, gateway_labels, replicas, config))
     if target.prefect_api_url:
-        worker_labels = {**labels, "app.kubernetes.io/component": "worker"}
-        docs.append(
+        docs += _worker(name, target, labels, env, mounts, volumes, security, config)
+    if target.servers:
+        docs += _servers(name, target, labels, security)
+    return docs
+
+
+def _store_wiring(
+    name: str, files: dict[str, tuple[str, str]], target: KubeTarget
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Env, volume mounts and volumes every project pod shares: the config from its ConfigMap, the shared stores
+    (MLflow by URL, the project store from the Secret), and writable scratch space on a read-only root."""
+    env = [
+        {"name": "MLOPS_CONFIG", "value": f"{CONFIG_DIR}/project.yaml"},
+        {"name": "MLOPS_HOME", "value": "/var/lib/mlops"},
+        {"name": "MLFLOW_TRACKING_URI", "value": target.tracking_uri},
+        {
+            "name": "MLOPS_DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": target.database_secret, "key": "database-url"}},
+        },
+    ]
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "home", "mountPath": "/var/lib/mlops"},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    volumes = [
+        {
+            "name": "config",
+            "configMap": {"name": f"{name}-config", "items": [{"key": k, "path": p} for k, (p, _) in files.items()]},
+        },
+        {"name": "home", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    return env, mounts, volumes
+
+
+def _autoscaler(
+    name: str, namespace: str, labels: dict[str, str], replicas: int, config: ProjectConfig
+) -> dict[str, Any]:
+    """CPU-based autoscaling of the gateway, never below the planned (or configured) replica count."""
+    sizes = config.kubernetes
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": f"{name}-gateway", "namespace": namespace, "labels": labels},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{name}-gateway"},
+            "minReplicas": replicas,
+            "maxReplicas": max(replicas, sizes.max_replicas),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": sizes.target_cpu_percent},
+                    },
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},  # no flapping after a burst
+        },
+    }
+
+
+def _worker(
+    name: str,
+    target: KubeTarget,
+    labels: dict[str, str],
+    env: list[dict[str, Any]],
+    mounts: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    security: dict[str, Any],
+    config: ProjectConfig,
+) -> list[dict[str, Any]]:
+    """The Prefect worker; on the Kubernetes pool with the least RBAC it needs to run flow runs as Jobs."""
+    worker_labels = {**labels, "app.kubernetes.io/component": "worker"}
+    pool = WORK_POOLS[target.work_pool]
+    meta = {"namespace": target.namespace, "labels": worker_labels}
+    docs: list[dict[str, Any]] = []
+    pod: dict[str, Any] = {"automountServiceAccountToken": False}
+    if target.work_pool == "kubernetes":
+        account = f"{name}-worker"
+        docs += [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, **meta}},
             {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "metadata": {"name": f"{name}-worker", "namespace": target.namespace, "labels": worker_labels},
-                "spec": {
-                    "replicas": 1,
-                    "selector": {"matchLabels": worker_labels},
-                    "template": {
-                        "metadata": {"labels": worker_labels},
-                        "spec": {
-                            "automountServiceAccountToken": False,
-                            "containers": [
-                                {
-                                    "name": "worker",
-                                    "image": target.image,
-                                    "command": ["prefect"],
-                                    "args": ["worker", "start", "--pool", WORK_POOL, "--type", "process"],
-                                    "env": [*env, {"name": "PREFECT_API_URL", "value": target.prefect_api_url}],
-                                    "volumeMounts": mounts,
-                                    "resources": resources,
-                                    "securityContext": security,
-                                }
-                            ],
-                            "volumes": volumes,
-                        },
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": config.kubernetes.flow_service_account, **meta},
+                "automountServiceAccountToken": False,  # flow runs talk to MLflow, Prefect and the store, not the API
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": account, **meta},
+                "rules": [
+                    {
+                        "apiGroups": ["batch"],
+                        "resources": ["jobs"],
+                        "verbs": ["create", "get", "list", "watch", "delete"],
+                    },
+                    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+                    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+                    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+                ],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": account, **meta},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": target.namespace}],
+            },
+        ]
+        pod = {"serviceAccountName": account, "automountServiceAccountToken": True}
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"{name}-worker", **meta},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": worker_labels},
+                "template": {
+                    "metadata": {"labels": worker_labels},
+                    "spec": {
+                        **pod,
+                        "containers": [
+                            {
+                                "name": "worker",
+                                "image": target.image,
+                                "command": ["prefect"],
+                                "args": ["worker", "start", "--pool", pool, "--type", target.work_pool],
+                                "env": [*env, {"name": "PREFECT_API_URL", "value": target.prefect_api_url}],
+                                "volumeMounts": mounts,
+                                "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}},
+                                "securityContext": security,
+                            }
+                        ],
+                        "volumes": volumes,
                     },
                 },
-            }
-        )
+            },
+        }
+    )
     return docs
+
+
+def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: dict[str, Any]) -> list[dict[str, Any]]:
+    """An MLflow tracking server and a Prefect server on PostgreSQL, each with a Service."""
+
+    def db(key: str) -> dict[str, Any]:
+        return {"secretKeyRef": {"name": target.database_secret, "key": key}}
+
+    mlflow_labels = {**labels, "app.kubernetes.io/component": "mlflow"}
+    prefect_labels = {**labels, "app.kubernetes.io/component": "prefect"}
+    mlflow_cmd = [
+        "mlflow", "server", "--host", "0.0.0.0", "--port", str(MLFLOW_PORT),
+        "--backend-store-uri", "$(MLFLOW_DATABASE_URL)",
+        "--serve-artifacts", "--artifacts-destination", "/var/lib/mlflow-artifacts",
+    ]  # fmt: skip
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": f"{name}-mlflow-artifacts", "namespace": target.namespace, "labels": mlflow_labels},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": target.artifact_storage}}},
+    }
+    mlflow = _server(
+        f"{name}-mlflow",
+        target,
+        mlflow_labels,
+        security,
+        command=mlflow_cmd,
+        port=MLFLOW_PORT,
+        health="/health",
+        env=[{"name": "MLFLOW_DATABASE_URL", "valueFrom": db("mlflow-database-url")}],
+        mounts=[
+            (
+                "artifacts",
+                "/var/lib/mlflow-artifacts",
+                {"persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}},
+            )
+        ],
+    )
+    prefect = _server(
+        f"{name}-prefect",
+        target,
+        prefect_labels,
+        security,
+        command=["prefect", "server", "start", "--host", "0.0.0.0", "--port", str(PREFECT_PORT)],
+        port=PREFECT_PORT,
+        health="/api/health",
+        env=[
+            {"name": "PREFECT_API_DATABASE_CONNECTION_URL", "valueFrom": db("prefect-database-url")},
+            {"name": "PREFECT_HOME", "value": "/tmp/prefect"},
+            {"name": "PREFECT_SERVER_ANALYTICS_ENABLED", "value": "false"},
+        ],
+        mounts=[],
+    )
+    return [pvc, *mlflow, *prefect]
+
+
+def _server(
+    name: str,
+    target: KubeTarget,
+    labels: dict[str, str],
+    security: dict[str, Any],
+    *,
+    command: list[str],
+    port: int,
+    health: str,
+    env: list[dict[str, Any]],
+    mounts: list[tuple[str, str, dict[str, Any]]],
+) -> list[dict[str, Any]]:
+    meta = {"name": name, "namespace": target.namespace, "labels": labels}
+    volumes = [{"name": "tmp", "emptyDir": {}}, *({"name": v, **source} for v, _, source in mounts)]
+    volume_mounts = [{"name": "tmp", "mountPath": "/tmp"}, *({"name": v, "mountPath": path} for v, path, _ in mounts)]
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},  # one writer of its volume at a time
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": name.rsplit("-", 1)[-1],
+                            "image": target.image,
+                            "command": command,
+                            "ports": [{"name": "http", "containerPort": port}],
+                            "env": env,
+                            "volumeMounts": volume_mounts,
+                            "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                            "securityContext": security,
+                            "startupProbe": _probe(health, period=5, failures=60),
+                            "readinessProbe": _probe(health, period=10, failures=3),
+                            "livenessProbe": _probe(health, period=20, failures=3),
+                        }
+                    ],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": port, "targetPort": "http"}]},
+    }
+    return [deployment, service]
+
+
+def server_urls(model_name: str, namespace: str) -> tuple[str, str]:
+    """The in-cluster URLs of the rendered MLflow and Prefect servers."""
+    name = resource_name(model_name)
+    return (
+        f"http://{name}-mlflow.{namespace}.svc:{MLFLOW_PORT}",
+        f"http://{name}-prefect.{namespace}.svc:{PREFECT_PORT}/api",
+    )
+
+
+def work_pool_template(config: ProjectConfig, config_path: Path, target: KubeTarget) -> dict[str, Any]:
+    """The base job template of the ``mlops-kubernetes`` work pool: prefect-kubernetes' default with each flow run's
+    Job made the project's (image, the config mounted from its ConfigMap, stores from the Secret, sizes and
+    ServiceAccount from ``kubernetes:``, non-root and read-only like the gateway)."""
+    from prefect_kubernetes.worker import KubernetesWorker
+
+    target.check()
+    name = resource_name(config.model_name)
+    sizes = config.kubernetes
+    template = KubernetesWorker.get_default_base_job_template()
+    files = config_files(config, config_path)
+    manifest = template["job_configuration"]["job_manifest"]
+    pod = manifest["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    container["env"], container["volumeMounts"], pod["volumes"] = _store_wiring(name, files, target)
+    container["securityContext"] = {
+        "allowPrivilegeEscalation": False,
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    pod["automountServiceAccountToken"] = False
+    # prefect-kubernetes' default puts these two Job fields in the pod spec, where strict validation (and the API
+    # server's field validation) rejects them; they belong to the Job
+    manifest["spec"]["completions"] = pod.pop("completions", 1)
+    manifest["spec"]["parallelism"] = pod.pop("parallelism", 1)
+    defaults = {
+        "image": target.image,
+        "namespace": target.namespace,
+        "service_account_name": sizes.flow_service_account,
+        "cpu_request": sizes.flow_cpu,
+        "memory_request": sizes.flow_memory,
+        "memory_limit": sizes.flow_memory,
+        "finished_job_ttl": sizes.finished_job_ttl_seconds,
+    }
+    properties = template["variables"]["properties"]
+    for key, value in defaults.items():
+        properties[key]["default"] = value
+    _drop_cpu_limit(manifest)
+    return template
+
+
+def _drop_cpu_limit(manifest: dict[str, Any]) -> None:
+    """No CPU limit on flow runs either: a throttled training run is only slower, never safer."""
+    limits = manifest["spec"]["template"]["spec"]["containers"][0]["resources"].get("limits", {})
+    limits.pop("cpu", None)
 
 
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:

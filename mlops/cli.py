@@ -300,21 +300,44 @@ def rollout_abort(reason: str = typer.Option("aborted by a person", "--reason", 
 @k8s_app.command("render")
 def k8s_render(
     image: str = typer.Option(..., "--image", help="Image built from docker/Dockerfile, e.g. ghcr.io/you/mlops:1.0."),
-    tracking_uri: str = typer.Option(
-        ..., "--tracking-uri", help="MLflow tracking server (http://...) or database URL shared by every pod."
+    tracking_uri: str | None = typer.Option(
+        None,
+        "--tracking-uri",
+        help="MLflow tracking server (http://...) or database URL shared by every pod (default with --servers: "
+        "the rendered MLflow server).",
     ),
     database_secret: str = typer.Option(
         "mlops-database", "--database-secret", help="Secret whose key database-url holds the PostgreSQL URL."
     ),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Namespace of every object."),
     replicas: int | None = typer.Option(
-        None, "--replicas", help="Gateway replicas (default 2; 2 or more adds a PodDisruptionBudget)."
+        None,
+        "--replicas",
+        help="Gateway replicas, the autoscaler's floor (default kubernetes.min_replicas; 2 or more adds a "
+        "PodDisruptionBudget).",
     ),
     plan: Path | None = typer.Option(
         None, "--plan", help="Take the replica count from a `mlops capacity plan --json` file."
     ),
     prefect_api_url: str | None = typer.Option(
-        None, "--prefect-api-url", help="Also render a Prefect worker that talks to this API."
+        None,
+        "--prefect-api-url",
+        help="Also render a Prefect worker that talks to this API (default with --servers: the rendered server).",
+    ),
+    work_pool: str = typer.Option(
+        "kubernetes",
+        "--work-pool",
+        help="kubernetes: the worker runs each flow run as its own Job (pool mlops-kubernetes); process: flow runs "
+        "inside the worker's pod (pool mlops-process).",
+    ),
+    servers: bool = typer.Option(
+        False, "--servers", help="Also render an MLflow tracking server and a Prefect server on PostgreSQL."
+    ),
+    work_pool_template: Path | None = typer.Option(
+        None,
+        "--work-pool-template",
+        help="Also write the mlops-kubernetes pool's base job template (JSON) to this file, for "
+        "`prefect work-pool create mlops-kubernetes --type kubernetes --base-job-template FILE`.",
     ),
     token_secret: str | None = typer.Option(
         None, "--token-secret", help="Secret whose key token enables the gateway's admin endpoints."
@@ -325,28 +348,41 @@ def k8s_render(
     ),
     context: str | None = typer.Option(None, "--context", help="kubeconfig context for --apply (default: current)."),
 ) -> None:
-    """The manifests from the config: ConfigMap, gateway Deployment, Service, PodDisruptionBudget, worker."""
-    from deployments.kubernetes import KubeTarget, apply, render, to_yaml
+    """The manifests from the config: ConfigMap, gateway Deployment, Service, PodDisruptionBudget, autoscaler, and
+    optionally the Prefect worker (with its RBAC) and the MLflow and Prefect servers."""
+    from deployments.kubernetes import KubeTarget, apply, render, server_urls, to_yaml
+    from deployments.kubernetes import work_pool_template as base_job_template
 
     if plan is not None:
         if replicas is not None:
             raise MlopsError("give either --replicas or --plan, not both.")
         replicas = _planned_replicas(plan)
+    config = _context().config
+    if servers:
+        in_cluster_mlflow, in_cluster_prefect = server_urls(config.model_name, namespace)
+        tracking_uri = tracking_uri or in_cluster_mlflow
+        prefect_api_url = prefect_api_url or in_cluster_prefect
+    if tracking_uri is None:
+        raise MlopsError("pass --tracking-uri (the MLflow server every pod shares), or --servers to render one.")
+    if work_pool not in ("kubernetes", "process"):
+        raise MlopsError(f"--work-pool {work_pool!r}: use kubernetes or process.")
     target = KubeTarget(
         image=image,
         tracking_uri=tracking_uri,
         database_secret=database_secret,
         namespace=namespace,
-        replicas=2 if replicas is None else replicas,
+        replicas=replicas,
         prefect_api_url=prefect_api_url,
         token_secret=token_secret,
+        work_pool="kubernetes" if work_pool == "kubernetes" else "process",
+        servers=servers,
     )
-    docs = render(_context().config, _settings().config, target)
+    docs = render(config, _settings().config, target)
+    if work_pool_template is not None:
+        template = base_job_template(config, _settings().config, target)
+        _write_whole(work_pool_template, json.dumps(template, indent=2) + "\n")
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(to_yaml(docs))
-        tmp.replace(out)  # never a half-written manifest file
-        err_console.print(f"Wrote {out}")
+        _write_whole(out, to_yaml(docs))
     elif not apply_now:
         print(to_yaml(docs), end="")
     if apply_now:
@@ -445,6 +481,13 @@ def _time_a_gateway(context: ProjectContext, requests: int) -> Any:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _write_whole(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # never a half-written file
+    err_console.print(f"Wrote {path}")
 
 
 def _planned_replicas(path: Path) -> int:

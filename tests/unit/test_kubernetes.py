@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,29 @@ def by_kind(docs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 def test_manifests_validate_strictly_against_the_kubernetes_schemas(version: str) -> None:
     import kubernetes_validate.utils as kv
 
-    docs = list(yaml.safe_load_all(to_yaml(rendered())))
-    assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Deployment"]
+    docs = list(yaml.safe_load_all(to_yaml(rendered(replace(TARGET, servers=True)))))
+    assert [d["kind"] for d in docs] == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "ServiceAccount",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "PersistentVolumeClaim",
+        "Deployment",
+        "Service",
+        "Deployment",
+        "Service",
+    ]
     for doc in docs:
         kv.validate(doc, version, strict=True)  # raises on an unknown field, a wrong type, a missing required one
+    process = list(yaml.safe_load_all(to_yaml(rendered(replace(TARGET, work_pool="process")))))
+    for doc in process:
+        kv.validate(doc, version, strict=True)
 
 
 def test_the_project_yaml_and_the_rendered_manifests_pass_yamllint(tmp_path: Path) -> None:
@@ -117,11 +137,59 @@ def test_gateway_pods_are_probed_hardened_and_wired_to_shared_stores() -> None:
     assert docs["Service"][0]["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
     assert docs["PodDisruptionBudget"][0]["spec"]["selector"] == gateway["spec"]["selector"]
     worker_args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert worker_args[:4] == ["worker", "start", "--pool", "mlops-process"]
+    assert worker_args == ["worker", "start", "--pool", "mlops-kubernetes", "--type", "kubernetes"]
+    role = docs["Role"][0]
+    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == role["metadata"]["name"]
+    assert {v for rule in role["rules"] for v in rule["verbs"]} <= {"create", "get", "list", "watch", "delete"}
+    assert "secrets" not in {r for rule in role["rules"] for r in rule["resources"]}  # least privilege
+    process = by_kind(rendered(replace(TARGET, work_pool="process")))
+    assert process["Deployment"][1]["spec"]["template"]["spec"]["containers"][0]["args"][3] == "mlops-process"
+    assert "Role" not in process
     prefect_yaml = yaml.safe_load((REPO / "prefect.yaml").read_text())
     assert {d["work_pool"]["name"] for d in prefect_yaml["deployments"]} == {"mlops-process"}
     one = by_kind(rendered(KubeTarget(image="mlops:1", tracking_uri="http://m:5000", database_secret="db", replicas=1)))
     assert "PodDisruptionBudget" not in one and len(one["Deployment"]) == 1  # no worker without a Prefect API
+
+
+def test_the_autoscaler_keeps_the_planned_floor_and_the_configured_ceiling() -> None:
+    config = load_config(CONFIG, {"kubernetes.max_replicas": 7, "kubernetes.target_cpu_percent": 60})
+    hpa = by_kind(render(config, CONFIG, TARGET))["HorizontalPodAutoscaler"][0]["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 7)
+    assert hpa["metrics"][0]["resource"]["target"] == {"type": "Utilization", "averageUtilization": 60}
+    default = by_kind(render(config, CONFIG, replace(TARGET, replicas=None)))
+    assert (
+        default["Deployment"][0]["spec"]["replicas"]
+        == 2
+        == default["HorizontalPodAutoscaler"][0]["spec"]["minReplicas"]
+    )
+    with pytest.raises(ConfigError, match="min_replicas"):
+        load_config(CONFIG, {"kubernetes.min_replicas": 8, "kubernetes.max_replicas": 4})
+
+
+@pytest.mark.parametrize("version", ["1.30.0", "1.33.0"])
+def test_each_flow_run_is_a_job_that_validates_strictly(version: str) -> None:
+    """The work pool's base job template, filled in the way the Prefect worker fills it, is a valid Job."""
+    import kubernetes_validate.utils as kv
+    from prefect.utilities.templating import apply_values
+
+    from deployments.kubernetes import work_pool_template
+
+    template = work_pool_template(load_config(CONFIG), CONFIG, TARGET)
+    values = {k: v.get("default") for k, v in template["variables"]["properties"].items()}
+    values |= {"name": "lifecycle-run-1", "command": "prefect flow-run execute", "env": {}, "labels": {}}
+    job = apply_values(template["job_configuration"]["job_manifest"], values, remove_notset=True)
+    job["metadata"]["name"] = job["metadata"].pop("generateName") + "abc"
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["prefect", "flow-run", "execute"]
+    job = yaml.safe_load(yaml.safe_dump(job))  # the plain YAML a cluster receives
+    kv.validate(job, version, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == TARGET.image and pod["serviceAccountName"] == "mlops-flow-runs"
+    assert container["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+    assert container["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MLOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == TARGET.database_secret
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/mlops", "/tmp"}
 
 
 @pytest.mark.parametrize(
@@ -136,8 +204,6 @@ def test_gateway_pods_are_probed_hardened_and_wired_to_shared_stores() -> None:
     ],
 )
 def test_bad_targets_are_refused_with_the_fix(change: dict[str, Any], message: str) -> None:
-    from dataclasses import replace
-
     with pytest.raises(ConfigError, match=message):
         rendered(replace(TARGET, **change))
 
