@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint format ui clean lock deploy
+.PHONY: install demo test test-containers lint format ui clean lock deploy
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,11 @@ install: $(STAMP)  ## create .venv and install the pinned dependencies
 demo: $(STAMP)  ## run the lifecycle demo on embedded stores (resets ./.mlops)
 	$(BIN)/mlops demo --reset
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest
+test: $(STAMP)  ## the whole test suite (the container tests run separately: make test-containers)
+	$(BIN)/python -m pytest -m "not container"
+
+test-containers: $(STAMP)  ## build and run the image and the compose stack on a Docker engine (skips without one)
+	$(BIN)/python -m pytest -m container tests/containers
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/yamllint prefect.yaml config && $(BIN)/hadolint docker/Dockerfile

@@ -46,6 +46,10 @@ capacity_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(capacity_app, name="capacity")
+image_app = typer.Typer(
+    help="Container image: build (and push) docker/Dockerfile with the Docker SDK.", no_args_is_help=True
+)
+app.add_typer(image_app, name="image")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay one copy-pastable line
@@ -388,6 +392,37 @@ def k8s_render(
     if apply_now:
         for name in apply(docs, context=context):
             console.print(f"applied {name}")
+
+
+@image_app.command("build")
+def image_build(
+    tag: str | None = typer.Option(None, "--tag", "-t", help="Image name:tag (default mlops:<code version>)."),
+    push: bool = typer.Option(False, "--push", help="Push the image to the registry its name points at."),
+) -> None:
+    """Build docker/Dockerfile from this checkout, labelled with the code version and the current champion."""
+    from core.names import CHAMPION
+    from core.tracking import code_version
+    from deployments.image import LABEL_CHAMPION, LABEL_CODE_VERSION, LABEL_MODEL, build_image, push_image
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "docker" / "Dockerfile").is_file():
+        raise MlopsError(f"{root} has no docker/Dockerfile; run `mlops image build` from a checkout of the project.")
+    context = _context()
+    version = code_version(root)
+    champion = context.registry.alias_version(CHAMPION) if context.registry.exists() else None
+    labels = {
+        LABEL_CODE_VERSION: version,
+        LABEL_MODEL: context.model_name,
+        LABEL_CHAMPION: "none" if champion is None else f"{context.registry.semver_of(champion)} (v{champion.version})",
+    }
+    tag = tag or f"mlops:{version.split(':', 1)[-1]}"
+    with console.status(f"Building {tag}...") as status:
+        built = build_image(root, tag, labels, progress=lambda line: status.update(f"Building {tag}: {line[:100]}"))
+    console.print(f"Built [bold]{built.tag}[/bold] ({built.size_bytes / 1e9:.2f} GB, {built.image_id[:19]}), {labels}")
+    if push:
+        with console.status(f"Pushing {tag}...") as status:
+            push_image(tag, progress=lambda line: status.update(f"Pushing {tag}: {line[:100]}"))
+        console.print(f"Pushed {tag}")
 
 
 @capacity_app.command("plan")

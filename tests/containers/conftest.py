@@ -1,0 +1,42 @@
+"""Container tests run against a real Docker engine (`make test-containers`; `.ci/run` starts one with
+../shared/tools/container-engine first). Where no engine answers they skip and say so: nothing here pretends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))
+
+
+def engine_or_skip() -> None:
+    from core.errors import MlopsError
+    from deployments.image import docker_client
+
+    try:
+        docker_client()
+    except MlopsError as err:
+        pytest.skip(f"no Docker engine here ({err}); run ../shared/tools/container-engine to get one")
+
+
+@pytest.fixture(scope="session")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The project image, built by `mlops image build` (the command under test) once per session."""
+    engine_or_skip()
+    home = tmp_path_factory.mktemp("image-home")
+    tag = f"mlops:test-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MLOPS_HOME": str(home)}
+    done = subprocess.run(
+        [MLOPS, "image", "build", "--tag", tag], cwd=REPO, env=env, capture_output=True, text=True, timeout=1500
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    yield tag
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)

@@ -1,0 +1,105 @@
+"""docker/compose.yaml brought up for real (the machine's PostgreSQL standing in for the postgres image, which cannot
+be pulled here): a change request runs through the deployed lifecycle flow on the worker container, the gateway
+container serves the new champion, and `down` leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.config import load_config
+from deployments.serve import free_port
+from tests.conftest import DEMO_CONFIG, REPO
+
+pytestmark = pytest.mark.container
+ADMIN = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _sql(statement: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(ADMIN)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def test_the_compose_stack_runs_the_lifecycle_and_serves(image: str, tmp_path: Path) -> None:
+    project = f"mlops{uuid.uuid4().hex[:6]}"
+    databases = {key: f"{project}_{key.lower()}" for key in ("MLOPS_DB", "MLFLOW_DB", "PREFECT_DB")}
+    for db in databases.values():
+        _sql(f"CREATE DATABASE {db}")
+    ports = {key: str(free_port()) for key in ("MLFLOW_PORT", "PREFECT_PORT", "GATEWAY_PORT")}
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "\n".join(
+            f"{k}={v}"
+            for k, v in {
+                "MLOPS_IMAGE": image,
+                "POSTGRES_USER": "postgres",
+                "POSTGRES_PASSWORD": "unused-with-trust-auth",
+                "POSTGRES_HOST": "127.0.0.1",
+                "MLFLOW_HOST": "127.0.0.1",
+                "PREFECT_HOST": "127.0.0.1",
+                "PREFECT_AUTH": "admin:compose-test",
+                "MLOPS_DATABASE_CHECK_URL": ADMIN,
+                **databases,
+                **ports,
+            }.items()
+        )
+        + "\n"
+    )
+    compose = [
+        "docker-compose", "-p", project, "--env-file", str(env_file),
+        "-f", str(REPO / "docker" / "compose.yaml"), "-f", str(REPO / "docker" / "compose.host-postgres.yaml"),
+    ]  # fmt: skip
+
+    def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*compose, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+    started = time.monotonic()
+    try:
+        up = run("up", "-d", "--no-build")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        submit = run("exec", "-T", "worker", "mlops", "request", "submit", "--kind", "major", "--title", "Compose")
+        assert submit.returncode == 0, submit.stderr[-2000:]
+        flow = run("exec", "-T", "worker", "prefect", "deployment", "run", "lifecycle/lifecycle", "--watch")
+        assert flow.returncode == 0 and "Completed" in flow.stdout, flow.stdout[-3000:] + flow.stderr[-2000:]
+        url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
+        ready: Any = None
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                ready = httpx.get(f"{url}/readyz", timeout=3)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        assert ready is not None and ready.status_code == 200, run("logs", "--tail", "50", "gateway").stdout[-3000:]
+        record = {f: 1.0 for f in load_config(DEMO_CONFIG).data.features}
+        answer = httpx.post(f"{url}/v1/predict", json={"records": [record]}, timeout=10).json()["predictions"][0]
+        assert answer["semver"] == "1.0.0"
+        unauthenticated = httpx.post(f"http://127.0.0.1:{ports['PREFECT_PORT']}/api/flows/filter", json={}, timeout=5)
+        assert unauthenticated.status_code == 401  # the Prefect server takes credentials
+    finally:
+        down = run("down", "-v", "--remove-orphans")
+        for db in databases.values():
+            _sql(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        print(f"compose test wall time {time.monotonic() - started:.0f} s")
+    assert down.returncode == 0, down.stderr[-2000:]
+    left = subprocess.run(
+        ["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert left.stdout.strip() == ""
