@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +20,6 @@ def mlops(*args: str, home: Path, timeout: float = 300, **env: str) -> subproces
     clean = {k: v for k, v in os.environ.items() if k not in ISOLATED_ENV and not k.startswith("PREFECT_")}
     clean.update({"MLOPS_HOME": str(home), "COLUMNS": "200", **env})
     return subprocess.run([MLOPS, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture
-def cli_home(tmp_path: Path, mlflow_template: Path) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(mlflow_template, home / "mlflow.db")
-    return home
 
 
 def test_help_is_everywhere(cli_home: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.test_cli import cli_home, mlops  # noqa: F401  (cli_home is a fixture)
+from tests.cli.test_cli import mlops
 
 
 def test_image_build_without_an_engine_says_how_to_get_one(cli_home: Path, tmp_path: Path) -> None:
