@@ -59,11 +59,11 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'mlops.db'}"
+        return with_installed_driver(self.database_url or f"sqlite:///{self.home_dir / 'mlops.db'}")
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}"
+        return with_installed_driver(self.mlflow_tracking_uri or f"sqlite:///{self.home_dir / 'mlflow.db'}")
 
     @property
     def artifact_root(self) -> Path:
@@ -111,6 +111,12 @@ class Settings(BaseSettings):
             "MLOPS_CONFIG": str(self.config.resolve()),
             **extra,
         }
+
+
+def with_installed_driver(url: str) -> str:
+    """``postgresql://`` with the driver the project installs (psycopg2): SQLAlchemy 2.1 and MLflow 3 otherwise pick
+    psycopg 3, which is not installed, and fail with "No module named 'psycopg'"."""
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
 def get_settings() -> Settings:

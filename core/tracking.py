@@ -27,7 +27,9 @@ def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> st
     if exp is not None:
         return exp.experiment_id
     location = None
-    if not settings.mlflow_tracking_uri:  # embedded store: keep artifacts inside MLOPS_HOME, not ./mlruns
+    if not settings.tracking_uri.startswith(("http://", "https://", "databricks")):
+        # a store this process writes directly (SQLite, or PostgreSQL under `mlops up --database-url`) has no
+        # server to keep artifacts: keep them inside MLOPS_HOME, not in ./mlruns of whatever the current folder is
         location = (settings.artifact_root / name).as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)

@@ -634,12 +634,24 @@ def up(
     mlflow_port: int = typer.Option(5000, help="MLflow UI port on 127.0.0.1."),
     gateway_port: int = typer.Option(8000, help="Serving gateway port on 127.0.0.1."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Return once everything is up; `mlops down` stops it."),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="PostgreSQL URL: the project store there, MLflow in <db>_mlflow and Prefect in <db>_prefect (created "
+        "if missing). Default: SQLite files under MLOPS_HOME.",
+    ),
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        help="Prefect's API auth string and MLflow's basic-auth app on the servers, with credentials generated into "
+        "MLOPS_HOME/credentials.json (owner-only).",
+    ),
 ) -> None:
     """The whole loop on this machine: Prefect server, MLflow UI, prefect.yaml deployed with its schedules and
     triggers, a worker running them, and the gateway. Ctrl-C stops every process it started."""
     from mlops.stack import run_stack
 
-    run_stack(_settings(), console, prefect_port, mlflow_port, gateway_port, detach)
+    run_stack(_settings(), console, prefect_port, mlflow_port, gateway_port, detach, database_url, secure)
 
 
 @app.command("down")

@@ -25,6 +25,93 @@ from core.errors import MlopsError
 from core.settings import QUIET_ENV, Settings
 
 STACK_FILE = "stack.json"
+CREDENTIALS_FILE = "credentials.json"
+
+
+@dataclass(frozen=True)
+class StackStores:
+    """Where the three stores of a local stack live: embedded SQLite files under the home, or one PostgreSQL server
+    with a database each (the project store's, ``<name>_mlflow`` and ``<name>_prefect``: MLflow and Prefect both
+    keep an ``alembic_version`` table, so they cannot share one)."""
+
+    project: str
+    mlflow: str
+    prefect: str | None  # None: Prefect's own SQLite under <home>/prefect
+
+    @property
+    def on_postgres(self) -> bool:
+        return self.prefect is not None
+
+
+def stack_stores(settings: Settings, database_url: str | None) -> StackStores:
+    if database_url is None:
+        return StackStores(settings.store_url, settings.tracking_uri, None)
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise MlopsError(
+            f"--database-url {database_url!r} is not a database URL; use postgresql://user@host/db."
+        ) from None
+    if url.get_backend_name() != "postgresql" or not url.database:
+        raise MlopsError("--database-url must be a PostgreSQL URL with a database name, e.g. postgresql://u@h/mlops.")
+    names = {"mlflow": f"{url.database}_mlflow", "prefect": f"{url.database}_prefect"}
+    engine = create_engine(url.set(drivername="postgresql+psycopg2"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            existing = {r[0] for r in conn.execute(text("SELECT datname FROM pg_database"))}
+            for name in names.values():
+                if name not in existing:
+                    conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except SQLAlchemyError as err:
+        cause = str(getattr(err, "orig", err)).strip().splitlines()[0]
+        raise MlopsError(
+            f"cannot prepare the stack's databases on {url.render_as_string(hide_password=True)}: {cause}. Check "
+            "that the server runs and that this user may create databases (or create "
+            f"{' and '.join(names.values())} yourself)."
+        ) from None
+    finally:
+        engine.dispose()
+    return StackStores(
+        project=database_url,
+        # explicit driver: MLflow 3 otherwise picks psycopg (3), which is not installed
+        mlflow=url.set(drivername="postgresql+psycopg2", database=names["mlflow"]).render_as_string(
+            hide_password=False
+        ),
+        prefect=url.set(drivername="postgresql+asyncpg", database=names["prefect"]).render_as_string(
+            hide_password=False
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What `mlops up --secure` puts in front of the servers: Prefect's API auth string (``user:password``) and the
+    MLflow basic-auth admin. Made once per home, kept in ``<home>/credentials.json`` readable by its owner only."""
+
+    prefect_auth: str
+    mlflow_user: str
+    mlflow_password: str
+    mlflow_secret_key: str  # signs the basic-auth app's CSRF tokens
+
+
+def stack_credentials(settings: Settings) -> Credentials:
+    import secrets
+
+    path = settings.home_dir / CREDENTIALS_FILE
+    if path.exists():
+        return Credentials(**json.loads(path.read_text()))
+    creds = Credentials(
+        f"admin:{secrets.token_urlsafe(18)}", "admin", secrets.token_urlsafe(18), secrets.token_urlsafe(32)
+    )
+    settings.ensure_home()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds.__dict__, f, indent=2)
+    return creds
 
 
 @dataclass
@@ -33,6 +120,7 @@ class Service:
     url: str
     health_url: str | None
     process: subprocess.Popen[bytes]
+    log_path: Path | None = None
 
 
 def _bin(name: str) -> str:
@@ -40,9 +128,16 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def base_env(settings: Settings, prefect_port: int) -> dict[str, str]:
+def base_env(
+    settings: Settings, prefect_port: int, stores: StackStores | None = None, creds: Credentials | None = None
+) -> dict[str, str]:
     env = settings.child_environment(**QUIET_ENV, PREFECT_HOME=str(settings.prefect_home))
     env["PREFECT_UI_API_URL"] = f"http://127.0.0.1:{prefect_port}/api"
+    if stores is not None and stores.on_postgres:
+        env["MLOPS_DATABASE_URL"] = stores.project
+        env["MLFLOW_TRACKING_URI"] = stores.mlflow
+    if creds is not None:
+        env["PREFECT_API_AUTH_STRING"] = creds.prefect_auth
     env.pop("PREFECT_API_URL", None)
     return env
 
@@ -53,19 +148,48 @@ def start_process(
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{name.lower()}.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=Path.cwd())
-    return Service(name, url, health, proc)
+    return Service(name, url, health, proc, log_dir / f"{name.lower()}.log")
 
 
-def start_services(settings: Settings, prefect_port: int, mlflow_port: int, log_dir: Path) -> list[Service]:
-    """The Prefect server and the MLflow server (tracking + registry UI)."""
+def start_services(
+    settings: Settings,
+    prefect_port: int,
+    mlflow_port: int,
+    log_dir: Path,
+    stores: StackStores | None = None,
+    creds: Credentials | None = None,
+) -> list[Service]:
+    """The Prefect server and the MLflow server (tracking + registry UI), on the given stores, behind credentials
+    when ``creds`` is given."""
     settings.ensure_home()
-    env = base_env(settings, prefect_port)
+    stores = stores or stack_stores(settings, None)
+    env = base_env(settings, prefect_port, stores, creds)
+    prefect_env = dict(env)
+    if stores.prefect is not None:
+        prefect_env["PREFECT_API_DATABASE_CONNECTION_URL"] = stores.prefect
+    mlflow_env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    mlflow_auth: list[str] = []
+    if creds is not None:
+        prefect_env["PREFECT_SERVER_API_AUTH_STRING"] = creds.prefect_auth
+        auth_ini = settings.home_dir / "mlflow-auth.ini"
+        auth_ini.write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{settings.home_dir / 'mlflow-auth.db'}\n"
+            f"admin_username = {creds.mlflow_user}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        mlflow_env |= {
+            "MLFLOW_AUTH_CONFIG_PATH": str(auth_ini),
+            "MLFLOW_AUTH_ADMIN_PASSWORD": creds.mlflow_password,
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": creds.mlflow_secret_key,
+        }
+        mlflow_auth = ["--app-name", "basic-auth"]
     prefect_url, mlflow_url = f"http://127.0.0.1:{prefect_port}", f"http://127.0.0.1:{mlflow_port}"
     return [
         start_process(
             "Prefect",
             [_bin("prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-            env,
+            prefect_env,
             log_dir,
             prefect_url,
             f"{prefect_url}/api/health",
@@ -76,7 +200,7 @@ def start_services(settings: Settings, prefect_port: int, mlflow_port: int, log_
                 _bin("mlflow"),
                 "server",
                 "--backend-store-uri",
-                settings.tracking_uri,
+                stores.mlflow,
                 "--default-artifact-root",
                 settings.artifact_root.as_uri(),
                 "--host",
@@ -85,10 +209,11 @@ def start_services(settings: Settings, prefect_port: int, mlflow_port: int, log_
                 str(mlflow_port),
                 "--workers",
                 "1",
+                *mlflow_auth,
             ],
             # MLflow 3 also starts ~8 huey job consumers for GenAI jobs (prompt optimisation, scorers) that this
             # project never submits; off, the UI starts faster and leaves the CPU to the flows
-            {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            mlflow_env,
             log_dir,
             mlflow_url,
             f"{mlflow_url}/health",
@@ -102,7 +227,12 @@ def wait_healthy(services: list[Service], timeout: float = 180.0) -> None:
     while pending and time.monotonic() < deadline:
         for svc in list(pending):
             if svc.process.poll() is not None:
-                raise MlopsError(f"the {svc.name} server exited with code {svc.process.returncode}; see its log.")
+                tail = _last_line(svc.log_path)
+                raise MlopsError(
+                    f"the {svc.name} server exited with code {svc.process.returncode}"
+                    + (f" ({tail})" if tail else "")
+                    + f"; its log is {svc.log_path}."
+                )
             try:
                 with urllib.request.urlopen(svc.health_url, timeout=2) as resp:  # type: ignore[arg-type]
                     if resp.status == 200:
@@ -112,6 +242,15 @@ def wait_healthy(services: list[Service], timeout: float = 180.0) -> None:
         time.sleep(0.5)
     if pending:
         raise MlopsError(f"{', '.join(s.name for s in pending)} did not answer within {timeout:.0f} s.")
+
+
+def _last_line(path: Path | None) -> str:
+    """The last non-empty line of a log: usually the exception that ended the process."""
+    if path is None or not path.exists():
+        return ""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error:" in line or "Exception:" in line]
+    return (errors or lines or [""])[-1][:300]
 
 
 def stop_pids(pids: list[int], grace: float = 10.0) -> None:
@@ -182,19 +321,29 @@ def run_uis(settings: Settings, console: Console, prefect_port: int, mlflow_port
 
 
 def run_stack(
-    settings: Settings, console: Console, prefect_port: int, mlflow_port: int, gateway_port: int, detach: bool
+    settings: Settings,
+    console: Console,
+    prefect_port: int,
+    mlflow_port: int,
+    gateway_port: int,
+    detach: bool,
+    database_url: str | None = None,
+    secure: bool = False,
 ) -> None:
-    """Servers, deployments with schedules and triggers, a worker, the gateway."""
+    """Servers, deployments with schedules and triggers, a worker, the gateway; on PostgreSQL with
+    ``database_url``, behind credentials with ``secure``."""
     state_file = settings.home_dir / STACK_FILE
     if state_file.exists() and any(_alive(p["pid"]) for p in json.loads(state_file.read_text())["processes"]):
         raise MlopsError(f"a stack from {state_file} is still running; stop it with `mlops down` first.")
     log_dir = settings.home_dir / "logs"
-    services = start_services(settings, prefect_port, mlflow_port, log_dir)
+    stores = stack_stores(settings, database_url)
+    creds = stack_credentials(settings) if secure else None
+    services = start_services(settings, prefect_port, mlflow_port, log_dir, stores, creds)
     try:
         with console.status("Starting the Prefect and MLflow servers..."):
             wait_healthy(services)
         env = {
-            **base_env(settings, prefect_port),
+            **base_env(settings, prefect_port, stores, creds),
             "PREFECT_API_URL": f"http://127.0.0.1:{prefect_port}/api",
             "PWD": str(Path.cwd()),
         }
@@ -229,6 +378,10 @@ def run_stack(
         raise
     for svc in services:
         console.print(f"{svc.name}: [bold]{svc.url}[/bold]")
+    if stores.on_postgres:
+        console.print("Stores: the project store, MLflow and Prefect on PostgreSQL (one database each).")
+    if creds is not None:
+        console.print(f"Credentials for the Prefect and MLflow servers: {settings.home_dir / CREDENTIALS_FILE}")
     state = {
         "processes": [{"name": s.name, "pid": s.process.pid, "url": s.url, "health": s.health_url} for s in services]
     }

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from core.errors import MlopsError
+from core.settings import with_installed_driver
 
 metadata = MetaData()
 
@@ -140,6 +141,7 @@ _engines: dict[str, Engine] = {}
 
 def get_engine(url: str) -> Engine:
     """One engine per URL per process, tables created on first use."""
+    url = with_installed_driver(url)
     engine = _engines.get(url)
     if engine is None:
         kwargs: dict[str, Any] = {"future": True}
@@ -165,7 +167,7 @@ def get_engine(url: str) -> Engine:
 
 def close_engine(url: str) -> None:
     """Dispose of the cached engine for ``url`` (tests dropping a schema, long-lived processes switching stores)."""
-    engine = _engines.pop(url, None)
+    engine = _engines.pop(with_installed_driver(url), None)
     if engine is not None:
         engine.dispose()
 

@@ -18,7 +18,7 @@ from core.config import load_config
 from deployments.serve import free_port
 from tests.conftest import DEMO_CONFIG, REPO
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first includes building the image
 ADMIN = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -20,7 +20,7 @@ from deployments.serve import free_port
 from tests.conftest import DEMO_CONFIG
 from tests.helpers import train_and_register
 
-pytestmark = pytest.mark.container
+pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first includes building the image
 POSTGRES = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
