@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import REPO
@@ -40,3 +42,29 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     yield tag
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+
+
+def wait_ready(url: str, timeout: float = 180) -> httpx.Response | None:
+    """Poll a gateway's /readyz until it answers 200 or ``timeout`` passes; the last answer (None if none came)."""
+    deadline, ready = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            ready = httpx.get(f"{url}/readyz", timeout=3)
+            if ready.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return ready
+
+
+def predict_one(url: str) -> dict[str, object]:
+    """One answer of the gateway for a record of the demo's features."""
+    from core.config import load_config
+    from tests.conftest import DEMO_CONFIG
+
+    record = {f: 1.0 for f in load_config(DEMO_CONFIG).data.features}
+    answer: dict[str, object] = httpx.post(f"{url}/v1/predict", json={"records": [record]}, timeout=10).json()[
+        "predictions"
+    ][0]
+    return answer

@@ -9,14 +9,13 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from core.config import load_config
 from deployments.serve import free_port
-from tests.conftest import DEMO_CONFIG, REPO
+from tests.conftest import REPO
+from tests.containers.conftest import predict_one, wait_ready
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first includes building the image
 ADMIN = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -74,19 +73,9 @@ def test_the_compose_stack_runs_the_lifecycle_and_serves(image: str, tmp_path: P
         flow = run("exec", "-T", "worker", "prefect", "deployment", "run", "lifecycle/lifecycle", "--watch")
         assert flow.returncode == 0 and "Completed" in flow.stdout, flow.stdout[-3000:] + flow.stderr[-2000:]
         url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
-        ready: Any = None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=3)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(2)
+        ready = wait_ready(url)
         assert ready is not None and ready.status_code == 200, run("logs", "--tail", "50", "gateway").stdout[-3000:]
-        record = {f: 1.0 for f in load_config(DEMO_CONFIG).data.features}
-        answer = httpx.post(f"{url}/v1/predict", json={"records": [record]}, timeout=10).json()["predictions"][0]
+        answer = predict_one(url)
         assert answer["semver"] == "1.0.0"
         unauthenticated = httpx.post(f"http://127.0.0.1:{ports['PREFECT_PORT']}/api/flows/filter", json={}, timeout=5)
         assert unauthenticated.status_code == 401  # the Prefect server takes credentials

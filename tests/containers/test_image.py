@@ -9,15 +9,14 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from core.config import load_config
 from core.settings import Settings
 from deployments.serve import free_port
 from tests.conftest import DEMO_CONFIG
+from tests.containers.conftest import predict_one, wait_ready
 from tests.helpers import train_and_register
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first includes building the image
@@ -46,19 +45,10 @@ def test_the_gateway_serves_from_the_image_as_a_non_root_healthy_container(
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 180
-        ready: Any = None
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"{url}/readyz", timeout=3)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
+        ready = wait_ready(url)
         assert ready is not None and ready.status_code == 200, docker("logs", name).stderr[-3000:]
         assert ready.json()["models"]["champion"]["semver"] == "1.0.0"
-        record = {f: 1.0 for f in load_config(DEMO_CONFIG).data.features}
-        answer = httpx.post(f"{url}/v1/predict", json={"records": [record]}, timeout=10).json()["predictions"][0]
+        answer = predict_one(url)
         assert answer["variant"] == "champion" and answer["prediction"] in ("benign", "malignant")
         assert docker("exec", name, "id", "-u").stdout.strip() == "10001"
         health = ""
