@@ -41,7 +41,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     yield tag
-    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, timeout=120)
+    # keep the parent layers: they are the build cache the next run reuses (the dependency layer takes minutes)
+    subprocess.run(["docker", "rmi", "--no-prune", tag], capture_output=True, timeout=120)
 
 
 def wait_ready(url: str, timeout: float = 180) -> httpx.Response | None:
