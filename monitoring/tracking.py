@@ -17,8 +17,11 @@ def log_monitoring_run(
     health: HealthReport | None,
     note: str,
     champion: str,
+    degraded: list[str] | None = None,
 ) -> str:
-    """One MLflow run per check: the Evidently HTML, the verdict, the charts, tagged so it is easy to filter."""
+    """One MLflow run per check: the Evidently HTML, the verdict, the charts, tagged so it is easy to filter.
+
+    ``degraded``: every metric the verdict found degraded (EWMA breaches and SLO breaches); default: the EWMA ones."""
     run = client.create_run(
         experiment_id,
         run_name=f"monitor {utcnow():%Y-%m-%d %H:%M} (champion v{champion})",
@@ -34,6 +37,6 @@ def log_monitoring_run(
         client.set_tag(run_id, "mlops.drift", verdict.summary[:5000])
     if health is not None:
         client.log_dict(run_id, health.to_json(), "health/ewma.json")
-        client.set_tag(run_id, "mlops.degraded", ", ".join(health.degraded) or "none")
+        client.set_tag(run_id, "mlops.degraded", ", ".join(health.degraded if degraded is None else degraded) or "none")
     client.set_terminated(run_id)
     return run_id
