@@ -59,3 +59,10 @@ class OrchestrationError(MlopsError):
     """The Prefect API is unreachable, a deployment is missing, or a deployed run ended without an outcome."""
 
     category = "infrastructure"
+
+
+class NotFoundError(MlopsError):
+    """An id the user gave (version, semver, request) matches nothing; the message lists the ids that exist."""
+
+    category = "configuration"
+    exit_code = 2

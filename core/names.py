@@ -19,6 +19,8 @@ TAG_DECISION_REASON = "mlops.decision_reason"
 TAG_ROLE = "mlops.role"
 TAG_PRIMARY_METRIC = "mlops.primary_metric"
 TAG_GATE_PREFIX = "mlops.gate."
+TAG_MONITORED_VERSION = "mlops.monitored_version"  # on monitor runs: the champion version they checked
+TAG_VERDICT = "mlops.verdict"  # on monitor runs: healthy | drift | degraded
 
 # Prefect event names (resources are the model: ``mlops.model.<name>``).
 EVENT_MODEL_REGISTERED = "mlops.model.registered"

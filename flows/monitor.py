@@ -42,7 +42,14 @@ def monitor(config_path: str | None = None) -> MonitorResult:
     summary = decision.summary
     experiment_id = ensure_experiment(context.mlflow, config.model_name, context.settings)
     run_id = log_monitoring_run(
-        context.mlflow, experiment_id, drift, health, summary, reference.version, degraded_metrics(decision.findings)
+        context.mlflow,
+        experiment_id,
+        drift,
+        health,
+        summary,
+        reference.version,
+        degraded_metrics(decision.findings),
+        decision.verdict,
     )
     result = MonitorResult(
         model=config.model_name,

@@ -268,6 +268,25 @@ def rollback_cmd(
     _run_flow("rollback", {"reason": reason}, deployment, as_json)
 
 
+@app.command("trail", epilog="Exit codes: 0 shown, 2 no such version, semver or request (the message lists the "
+             "ones that exist).")  # fmt: skip
+def trail(
+    ident: str = typer.Argument(..., help="A version number (3), a semver (1.1.0) or a change request (#12)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The whole story of a version in time order: its change request, data, MLflow run, gates, registration, every
+    rollout with its decision, every alias move, and the monitor verdicts that named it."""
+    from mlops.trail import build_trail
+
+    found = build_trail(_context(), ident)
+    if as_json:
+        print(json.dumps(found.to_json(), indent=2))
+        return
+    from mlops.presentation import print_trail
+
+    print_trail(console, found)
+
+
 # ---- registry ----------------------------------------------------------------------------------------------
 def _registry(model: str | None) -> Any:
     return _context().registry_for(model)

@@ -5,7 +5,7 @@ The CLI's commands and the demo both print through these, so neither calls the o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,6 +14,9 @@ from core.names import TAG_PRIMARY_METRIC, TAG_REQUEST_ID, TAG_REQUEST_KIND
 from core.store.requests import ChangeRequest
 from core.store.rollouts import Rollout
 from model_registry.registry import Comparison, ModelRegistry
+
+if TYPE_CHECKING:
+    from mlops.trail import Trail
 
 
 def print_registry(console: Console, registry: ModelRegistry) -> None:
@@ -150,3 +153,12 @@ def _print_monitor(console: Console, outcome: dict[str, Any]) -> None:
         console.print(table)
     if outcome.get("mlflow_run_url"):
         console.print(f"Evidently report: MLflow run {outcome['mlflow_run_url']} (drift/report.html).")
+
+
+def print_trail(console: Console, trail: Trail) -> None:
+    """One line per recorded event, oldest first."""
+    who = f"v{trail.version} ({trail.semver})" if trail.version else f"request #{trail.request_id}"
+    table = Table("time (UTC)", "what", "event", title=f"{trail.model} {who}")
+    for e in trail.events:
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.summary)
+    console.print(table)

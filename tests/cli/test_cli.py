@@ -42,6 +42,7 @@ def test_help_is_everywhere(cli_home: Path) -> None:
         ["monitor"],
         ["retrain"],
         ["rollback"],
+        ["trail"],
         ["demo"],
         ["ui"],
         ["serve"],
