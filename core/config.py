@@ -209,6 +209,20 @@ class RolloutConfig(_Strict):
         return self
 
 
+# Evidently's names of the drift tests a config may choose. Distances (effect sizes: drift when the score is at or
+# above the threshold) do not shrink with sample size; p-value tests (drift when at or below) do, so at thousands of
+# rows they flag differences too small to matter.
+DRIFT_DISTANCES = ("wasserstein", "psi", "jensenshannon", "hellinger", "kl_div")
+DRIFT_P_VALUE_TESTS = ("ks", "chisquare", "z")
+
+
+class DriftTest(_Strict):
+    """One column test: an Evidently method and its threshold."""
+
+    method: Literal["wasserstein", "psi", "jensenshannon", "hellinger", "kl_div", "ks", "chisquare", "z"]
+    threshold: float = Field(gt=0, description="Distances: drift at or above it. p-value tests: at or below it.")
+
+
 class MonitoringConfig(_Strict):
     """What the ``monitor`` flow checks, and when it raises ``mlops.drift.detected`` / ``mlops.model.degraded``."""
 
@@ -216,12 +230,34 @@ class MonitoringConfig(_Strict):
     min_rows: int = Field(default=200, ge=10, description="Fewer recent rows than this: no verdict.")
     max_rows: int = Field(default=30_000, ge=1001, description="Deterministic sample size per side.")
     drift_share: float = Field(default=0.3, gt=0, le=1, description="Share of drifted columns that is drift.")
+    reference: Literal["training", "holdout", "recent"] = Field(
+        default="training",
+        description="What drift is measured against: the champion's training rows, its holdout rows, or served "
+        "answers of the reference_window_minutes before the monitored window (a season's own recent past).",
+    )
+    reference_window_minutes: float = Field(
+        default=7 * 24 * 60, gt=0, description="With reference 'recent': how much served traffic the reference covers."
+    )
+    drift_numeric: DriftTest = Field(
+        default=DriftTest(method="wasserstein", threshold=0.1),
+        description="Numeric columns: Wasserstein distance over the reference's standard deviation, drift at 0.1 sd.",
+    )
+    drift_categorical: DriftTest = Field(
+        default=DriftTest(method="jensenshannon", threshold=0.1),
+        description="Categorical columns (and a classifier's predictions): Jensen-Shannon distance.",
+    )
+    drift_columns: dict[str, DriftTest] = Field(
+        default_factory=dict, description="Per-column tests overriding the two above, by column name."
+    )
     interval_seconds: float = Field(default=60.0, gt=0, description="Bucket size of the EWMA charts.")
     ewma_alpha: float = Field(default=0.3, gt=0, le=1)
     ewma_width: float = Field(default=3.0, gt=0)
     slo_latency_p95_ms: float = Field(default=50.0, gt=0)
     slo_error_rate: float = Field(default=0.01, ge=0, le=1)
     slo_accuracy: float | None = Field(default=None, ge=0, le=1)
+    slo_mae: float | None = Field(
+        default=None, gt=0, description="Regressors: mean absolute error on labelled answers; unset: no SLO."
+    )
     retrain_cooldown_minutes: float = Field(default=60.0, ge=0, description="At most one retrain per cooldown.")
     rollback_window_hours: float = Field(
         default=24.0, gt=0, description="Degradation this soon after a promotion rolls back to previous."

@@ -53,3 +53,16 @@ class RegistryError(MlopsError):
     """The model registry is missing something asked for, or refused a change."""
 
     category = "infrastructure"
+
+
+class OrchestrationError(MlopsError):
+    """The Prefect API is unreachable, a deployment is missing, or a deployed run ended without an outcome."""
+
+    category = "infrastructure"
+
+
+class NotFoundError(MlopsError):
+    """An id the user gave (version, semver, request) matches nothing; the message lists the ids that exist."""
+
+    category = "configuration"
+    exit_code = 2

@@ -19,6 +19,8 @@ TAG_DECISION_REASON = "mlops.decision_reason"
 TAG_ROLE = "mlops.role"
 TAG_PRIMARY_METRIC = "mlops.primary_metric"
 TAG_GATE_PREFIX = "mlops.gate."
+TAG_MONITORED_VERSION = "mlops.monitored_version"  # on monitor runs: the champion version they checked
+TAG_VERDICT = "mlops.verdict"  # on monitor runs: healthy | drift | degraded
 
 # Prefect event names (resources are the model: ``mlops.model.<name>``).
 EVENT_MODEL_REGISTERED = "mlops.model.registered"
@@ -40,7 +42,18 @@ def model_resource(model_name: str) -> dict[str, str]:
     return {"prefect.resource.id": model_resource_id(model_name), "prefect.resource.name": model_name}
 
 
+# Prefect deployments of the flows, as ``prefect.yaml`` names them (``<flow name>/<deployment name>``).
+FLOWS = ("lifecycle", "rollout", "monitor", "retrain", "rollback")
+WORK_POOL = "mlops-process"  # the process work pool prefect.yaml deploys to
+
+
+def deployment_name(flow_name: str) -> str:
+    """``monitor`` -> ``monitor/monitor``: each flow has one deployment of its own name in ``prefect.yaml``."""
+    return f"{flow_name}/{flow_name}"
+
+
 # MLflow metric prefixes and artifact paths of a lifecycle run.
 HOLDOUT_PREFIX = "holdout_"  # the new model's metrics on the holdout
 CHAMPION_PREFIX = "champion_holdout_"  # the champion's metrics on the same rows
 REFERENCE_ARTIFACT = "reference/train.parquet"  # the training snapshot drift monitoring compares against
+HOLDOUT_ARTIFACT = "reference/holdout.parquet"  # the holdout rows, the other reference a config may choose

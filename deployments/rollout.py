@@ -13,7 +13,7 @@ from typing import Any
 
 from core.config import RolloutConfig
 from core.errors import MlopsError
-from core.names import CHALLENGER, CHAMPION, TAG_DECISION, TAG_DECISION_REASON
+from core.names import CHALLENGER, CHAMPION, TAG_DECISION, TAG_DECISION_REASON, TAG_REQUEST_ID
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
 from deployments.rollout_policy import Evaluation, evaluate, first_weight
@@ -43,7 +43,14 @@ def start_rollout(context: ProjectContext, strategy: str | None = None) -> Rollo
         first_weight(policy),
         policy.model_dump(mode="json"),
         reason,
+        challenger_request_id=_request_id(challenger.tags),
     )
+
+
+def _request_id(tags: dict[str, str] | None) -> int | None:
+    """The change request a registered version came from (its ``mlops.request_id`` tag), if it has one."""
+    value = (tags or {}).get(TAG_REQUEST_ID, "")
+    return int(value) if value.isdigit() else None
 
 
 def step(context: ProjectContext, rollout_id: int | None = None) -> tuple[Rollout, Evaluation]:

@@ -78,7 +78,9 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
         log_comparison(client, run_id, trained.metrics, champion.metrics)
         decision = decide_gates(trained.metrics, champion.metrics, config)
         outcome.record_comparison(trained.metrics, champion, decision)
-        model_uri = log_model(client, run_id, trained.model, split.train, config, data.source, data.fingerprint)
+        model_uri = log_model(
+            client, run_id, trained.model, split.train, config, data.source, data.fingerprint, split.holdout
+        )
         if not decision.passed:
             return _reject(context, request, outcome, decision, run_id)
 
@@ -122,7 +124,9 @@ def _reject(
         context.store, request.id, "rejected", outcome.decision, model_name=context.model_name, mlflow_run_id=run_id
     )
     get_run_logger().warning(outcome.decision)
-    publish_report_task(context.model_name, "lifecycle", render_lifecycle(outcome, request), outcome.decision)
+    publish_report_task(
+        context.model_name, "lifecycle", render_lifecycle(outcome, request), outcome.decision, outcome.to_json()
+    )
     return outcome
 
 
@@ -163,7 +167,9 @@ def _record_registration(
         },
     )
     get_run_logger().info(registration.description)
-    publish_report_task(context.model_name, "lifecycle", render_lifecycle(outcome, request), outcome.decision)
+    publish_report_task(
+        context.model_name, "lifecycle", render_lifecycle(outcome, request), outcome.decision, outcome.to_json()
+    )
     return outcome
 
 
@@ -191,7 +197,11 @@ def _record_failure(
         )
     try:
         publish_report_task(
-            outcome.model_name or "unknown", "lifecycle", render_lifecycle(outcome, request), outcome.decision
+            outcome.model_name or "unknown",
+            "lifecycle",
+            render_lifecycle(outcome, request),
+            outcome.decision,
+            outcome.to_json(),
         )
     except Exception:  # the report is a courtesy; the original error is what the user must see
         pass

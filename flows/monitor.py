@@ -10,7 +10,7 @@ from core.names import EVENT_DRIFT_DETECTED, EVENT_MODEL_DEGRADED, model_resourc
 from core.tracking import ensure_experiment, run_url
 from monitoring.health import health_report, interval_series
 from monitoring.tracking import log_monitoring_run
-from monitoring.verdict import MonitorResult, insufficient_data, monitor_verdict
+from monitoring.verdict import MonitorResult, degraded_metrics, insufficient_data, monitor_verdict
 from services.context import open_context
 from tasks.drift import detect_drift_task
 from tasks.monitoring import load_reference_task, recent_window_task
@@ -24,28 +24,40 @@ def monitor(config_path: str | None = None) -> MonitorResult:
     context = open_context(config_path=config_path)
     config = context.config
     policy = config.monitoring
-    reference = load_reference_task(context.registry, config)
+    reference = load_reference_task(context.registry, config, context.predictions)
     window = recent_window_task(context.predictions, config)
     if len(window) < policy.min_rows:
         result = insufficient_data(config.model_name, reference.version, len(window), policy.min_rows)
         logger.info(result.summary)
-        publish_report_task(config.model_name, "monitor", render_monitor(result), result.summary)
+        publish_report_task(config.model_name, "monitor", render_monitor(result), result.summary, result.to_json())
         return result
 
     # the champion's own answers when there are enough (a version promoted mid-window starts a chart of its own)
     current = window[window["model_version"] == reference.version]
     charted = current if len(current) >= policy.min_rows else window
-    drift = detect_drift_task(reference.frame, charted, config)
-    health = health_report(interval_series(charted, policy.interval_seconds), config, reference.holdout_accuracy)
-    verdict, summary = monitor_verdict(drift, health, policy.drift_share)
+    drift = detect_drift_task(reference.frame, charted, config, reference.covers)
+    series = interval_series(charted, policy.interval_seconds)
+    health = health_report(series, config, reference.holdout_accuracy, reference.holdout_mae)
+    decision = monitor_verdict(drift, health, policy)
+    summary = decision.summary
     experiment_id = ensure_experiment(context.mlflow, config.model_name, context.settings)
-    run_id = log_monitoring_run(context.mlflow, experiment_id, drift, health, summary, reference.version)
+    run_id = log_monitoring_run(
+        context.mlflow,
+        experiment_id,
+        drift,
+        health,
+        summary,
+        reference.version,
+        degraded_metrics(decision.findings),
+        decision.verdict,
+    )
     result = MonitorResult(
         model=config.model_name,
         champion=reference.version,
         rows=len(window),
-        verdict=verdict,
+        verdict=decision.verdict,
         summary=summary,
+        findings=decision.findings,
         drift=drift,
         health=health,
         mlflow_run_id=run_id,
@@ -53,7 +65,7 @@ def monitor(config_path: str | None = None) -> MonitorResult:
     )
     _announce(result)
     logger.info(summary)
-    publish_report_task(config.model_name, "monitor", render_monitor(result), summary)
+    publish_report_task(config.model_name, "monitor", render_monitor(result), summary, result.to_json())
     return result
 
 
@@ -73,12 +85,13 @@ def _announce(result: MonitorResult) -> None:
                 "champion_version": result.champion,
             },
         )
-    if health is not None and health.degraded:
+    if result.degraded_metrics and health is not None:
         emit_event(
             event=EVENT_MODEL_DEGRADED,
             resource=resource,
             payload={
-                "metrics": health.degraded,
+                "metrics": result.degraded_metrics,
+                "reasons": [f.reason for f in result.findings if f.verdict == "degraded"],
                 "health": health.to_json(),
                 "champion_version": result.champion,
                 "report": result.mlflow_run_url,

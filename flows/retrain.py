@@ -18,7 +18,7 @@ from core.store.schema import utcnow
 from flows.lifecycle import lifecycle
 from flows.rollout import rollout
 from monitoring.policy import RETRAIN_ACTOR, RetrainResult, retrain_decision
-from services.context import open_context
+from services.context import ProjectContext, open_context
 from tasks.reporting import publish_report_task, render_retrain
 
 __all__ = ["RETRAIN_ACTOR", "retrain"]
@@ -33,8 +33,18 @@ def retrain(
     rollout_max_minutes: float = 120.0,
 ) -> RetrainResult:
     """File a minor change request with ``reason``, run the lifecycle for it, then roll the challenger out."""
-    logger = get_run_logger()
     context = open_context(config_path=config_path)
+    result = _retrain(context, reason, run_rollout, rollout_poll_seconds, rollout_max_minutes)
+    summary = f"{result.status}: {result.reason or result.decision}"
+    publish_report_task(context.model_name, "retrain", render_retrain(result), summary, result.to_json())
+    return result
+
+
+def _retrain(
+    context: ProjectContext, reason: str, run_rollout: bool, poll_seconds: float, max_minutes: float
+) -> RetrainResult:
+    """The guards, then the lifecycle for a new minor request, then its rollout."""
+    logger = get_run_logger()
     path = str(context.config_path)
     guard = retrain_decision(context.store.list(), utcnow(), context.config.monitoring.retrain_cooldown_minutes)
     if guard.action == "skip":
@@ -43,9 +53,7 @@ def retrain(
     if guard.action == "pause":
         logger.error(guard.reason)
         notify("retrain.paused", context.model_name, guard.reason, "action-needed")
-        result = RetrainResult("paused", guard.reason)
-        publish_report_task(context.model_name, "retrain", render_retrain(result), guard.reason)
-        return result
+        return RetrainResult("paused", guard.reason)
 
     request = submit_request(
         context.store, context.config_path, "minor", "Automatic retrain", reason, submitted_by=RETRAIN_ACTOR
@@ -56,5 +64,5 @@ def retrain(
     outcome = state.result()
     result = RetrainResult(outcome.status, request_id=request.id, decision=outcome.decision)
     if outcome.status == "registered" and run_rollout and CHALLENGER in outcome.aliases:
-        result.rollout = rollout(config_path=path, poll_seconds=rollout_poll_seconds, max_minutes=rollout_max_minutes)
+        result.rollout = rollout(config_path=path, poll_seconds=poll_seconds, max_minutes=max_minutes)
     return result

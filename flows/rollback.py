@@ -36,5 +36,6 @@ def rollback(config_path: str | None = None, reason: str = "model degraded") -> 
         emit_event(event=EVENT_MODEL_ROLLED_BACK, resource=model_resource(model_name), payload=result.to_json())
         notify("model.rolled_back", model_name, f"Champion v{bad} rolled back to v{good}: {reason}", "warning")
     logger.info("%s: %s", result.status, result.reason)
-    publish_report_task(model_name, "rollback", render_rollback(result), f"{result.status}: {result.reason}")
+    summary = f"{result.status}: {result.reason}"
+    publish_report_task(model_name, "rollback", render_rollback(result), summary, result.to_json())
     return result

@@ -163,8 +163,18 @@ def request_show(request_id: int = typer.Argument(..., help="Request id (the num
 def run(
     request_id: int | None = typer.Option(None, "--request", help="Run this queued request instead of the next."),
     all_queued: bool = typer.Option(False, "--all", help="Keep going until the queue is empty."),
+    deployment: bool = typer.Option(
+        False,
+        "--deployment",
+        help="Create a run of the deployed lifecycle/lifecycle on the Prefect server (PREFECT_API_URL, or the one "
+        "`mlops up --detach` started) and follow it with its logs, instead of running here.",
+    ),
 ) -> None:
     """Run the lifecycle flow now (in-process, reporting to Prefect) for the next queued change request."""
+    if deployment:
+        params = {"request_id": request_id} if request_id is not None else {}
+        _run_deployed("lifecycle", params, as_json=False)
+        return
     from flows.lifecycle import lifecycle
 
     settings = _settings()
@@ -173,6 +183,117 @@ def run(
         console.print(f"[bold]{outcome.status}[/bold]: {outcome.decision}")
         if not all_queued or outcome.status == "idle" or request_id is not None:
             break
+
+
+_DEPLOYMENT_HELP = (
+    "Create a run of the flow's deployment (prefect.yaml) on the Prefect server and follow it to its end with its "
+    "logs. Default: on when PREFECT_API_URL is set; --in-process runs it here whatever the environment says."
+)
+
+
+def _run_deployed(flow_name: str, parameters: dict[str, Any], *, as_json: bool) -> dict[str, Any] | None:
+    """A run of ``<flow>/<flow>`` on the server, followed to its end; its logs go to stderr under ``--json``.
+    Returns the flow's typed result; a run that did not complete is an error (exit code 1)."""
+    from core.errors import OrchestrationError
+    from mlops.flow_runs import run_deployed
+
+    if _state["config"] is not None:  # otherwise the deployment's own config_path (relative to its worker)
+        parameters = {**parameters, "config_path": str(Path(_state["config"]).resolve())}
+    out = err_console if as_json else console
+    finished = run_deployed(
+        _settings(), flow_name, parameters, lambda line: out.print(line, markup=False, highlight=False)
+    )
+    if finished.state_type != "COMPLETED":
+        raise OrchestrationError(
+            f"flow run {finished.flow_run_id} of {finished.deployment} ended {finished.state_type}: "
+            f"{finished.state_message or 'no message'}; its logs are above and in the Prefect UI."
+        )
+    if finished.outcome is None and flow_name != "lifecycle":
+        raise OrchestrationError(
+            f"flow run {finished.flow_run_id} of {finished.deployment} completed but left no outcome artifact; "
+            "the deployment may run older code: redeploy with `make deploy` (or restart `mlops up`)."
+        )
+    if flow_name == "lifecycle":
+        outcome = finished.outcome or {"status": "completed", "decision": f"flow run {finished.flow_run_id}"}
+        console.print(f"[bold]{outcome['status']}[/bold]: {outcome['decision']}")
+    return finished.outcome
+
+
+def _run_flow(flow_name: str, parameters: dict[str, Any], deployment: bool | None, as_json: bool) -> None:
+    """In-process or deployed (see ``mlops.flow_runs``), then the result and an exit code by outcome."""
+    from mlops.flow_runs import exit_code, run_in_process
+    from mlops.presentation import print_flow_outcome
+
+    settings = _settings()
+    if deployment if deployment is not None else bool(settings.prefect_api_url):
+        outcome = _run_deployed(flow_name, parameters, as_json=as_json)
+        assert outcome is not None  # _run_deployed raises for these flows when there is none
+    else:
+        outcome = run_in_process(flow_name, {"config_path": str(settings.config), **parameters})
+    if as_json:
+        print(json.dumps(outcome, indent=2))
+    else:
+        print_flow_outcome(console, flow_name, outcome)
+    raise typer.Exit(exit_code(flow_name, outcome))
+
+
+def _deployment_option() -> Any:
+    return typer.Option(None, "--deployment/--in-process", help=_DEPLOYMENT_HELP, show_default=False)
+
+
+@app.command("monitor", epilog="Exit codes: 0 healthy, 1 the run failed or could not start, 3 too little traffic "
+             "for a verdict, 4 drift or degradation found.")  # fmt: skip
+def monitor_cmd(
+    deployment: bool | None = _deployment_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the monitor's result as JSON."),
+) -> None:
+    """Check the champion's recent traffic now: drift against its reference, EWMA charts and SLOs, one verdict."""
+    _run_flow("monitor", {}, deployment, as_json)
+
+
+@app.command("retrain", epilog="Exit codes: 0 registered (and promoted when rolled out), 1 the run failed or could "
+             "not start, 3 skipped (cooldown) or nothing to run, 4 rejected by a gate, rollout aborted, or "
+             "retraining paused for a person.")  # fmt: skip
+def retrain_cmd(
+    reason: str = typer.Option("retrain requested from the command line", "--reason", "-r", help="Why (recorded)."),
+    rollout: bool = typer.Option(True, "--rollout/--no-rollout", help="Roll a registered challenger out (default)."),
+    deployment: bool | None = _deployment_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the retrain's result as JSON."),
+) -> None:
+    """File a minor change request with the reason, run the lifecycle for it and roll the challenger out, under
+    the same cooldown and loop guards as an automatic retrain."""
+    _run_flow("retrain", {"reason": reason, "run_rollout": rollout}, deployment, as_json)
+
+
+@app.command("rollback", epilog="Exit codes: 0 rolled back, 1 the run failed or could not start, 3 skipped (no "
+             "previous version, or the champion was not promoted recently).")  # fmt: skip
+def rollback_cmd(
+    reason: str = typer.Option("rollback requested from the command line", "--reason", "-r", help="Why (recorded)."),
+    deployment: bool | None = _deployment_option(),
+    as_json: bool = typer.Option(False, "--json", help="Print the rollback's result as JSON."),
+) -> None:
+    """Put the `previous` version back as champion, if the champion was promoted within
+    monitoring.rollback_window_hours; otherwise say why not."""
+    _run_flow("rollback", {"reason": reason}, deployment, as_json)
+
+
+@app.command("trail", epilog="Exit codes: 0 shown, 2 no such version, semver or request (the message lists the "
+             "ones that exist).")  # fmt: skip
+def trail(
+    ident: str = typer.Argument(..., help="A version number (3), a semver (1.1.0) or a change request (#12)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The whole story of a version in time order: its change request, data, MLflow run, gates, registration, every
+    rollout with its decision, every alias move, and the monitor verdicts that named it."""
+    from mlops.trail import build_trail
+
+    found = build_trail(_context(), ident)
+    if as_json:
+        print(json.dumps(found.to_json(), indent=2))
+        return
+    from mlops.presentation import print_trail
+
+    print_trail(console, found)
 
 
 # ---- registry ----------------------------------------------------------------------------------------------

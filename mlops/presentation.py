@@ -5,6 +5,8 @@ The CLI's commands and the demo both print through these, so neither calls the o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rich.console import Console
 from rich.table import Table
 
@@ -13,6 +15,9 @@ from core.store.requests import ChangeRequest
 from core.store.rollouts import Rollout
 from deployments.capacity import CapacityPlan
 from model_registry.registry import Comparison, ModelRegistry
+
+if TYPE_CHECKING:
+    from mlops.trail import Trail
 
 
 def print_registry(console: Console, registry: ModelRegistry) -> None:
@@ -140,3 +145,61 @@ def print_capacity_plan(console: Console, plan: CapacityPlan) -> None:
     console.print(table)
     console.print(f"[bold]{plan.summary}[/bold]")
     console.print("Assumptions: " + "; ".join(plan.assumptions) + ".")
+
+
+def print_flow_outcome(console: Console, flow_name: str, outcome: dict[str, Any]) -> None:
+    """A monitor, retrain or rollback run's result (in-process or deployed: both arrive as the flow's JSON)."""
+    if flow_name == "monitor":
+        _print_monitor(console, outcome)
+        return
+    status = outcome.get("status", "?")
+    console.print(
+        f"[bold]{flow_name} {status}[/bold]: {outcome.get('reason') or outcome.get('decision') or '-'}", highlight=False
+    )
+    if flow_name == "rollback" and outcome.get("from_version"):
+        console.print(f"Champion v{outcome['from_version']} replaced by v{outcome['to_version']}.")
+    if flow_name == "retrain":
+        if outcome.get("request_id") is not None:
+            console.print(f"Change request #{outcome['request_id']}: {outcome.get('decision') or status}")
+        rollout = outcome.get("rollout")
+        if rollout:
+            console.print(f"Rollout #{rollout['id']} {rollout['status']}: {rollout['reason']}")
+
+
+def _print_monitor(console: Console, outcome: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{outcome['verdict']}[/bold] (champion v{outcome.get('champion') or '-'}, {outcome['rows']} recent "
+        f"answers): {outcome['summary']}",
+        highlight=False,
+    )
+    drift = outcome.get("drift") or {}
+    drifted = [c for c in drift.get("columns", []) if c["drifted"]]
+    if drifted:
+        table = Table("drifted column", "test", "score", "threshold")
+        for c in drifted:
+            table.add_row(c["column"], c["method"], f"{c['score']:.4g}", f"{c['threshold']:g}")
+        console.print(table)
+    health = outcome.get("health") or {}
+    if health.get("charts"):
+        table = Table("metric", "smoothed", "limits", "degraded now")
+        for name, chart in health["charts"].items():
+            lower, upper, last = chart.get("last_lower"), chart.get("last_upper"), chart.get("last_smoothed")
+            limits = "-" if lower is None or upper is None else f"{lower:.4g} .. {upper:.4g}"
+            table.add_row(
+                name,
+                "-" if last is None else f"{last:.4g}",
+                limits,
+                "yes" if name in outcome.get("degraded", health["degraded"]) else "no",
+            )
+        console.print(table)
+    if outcome.get("mlflow_run_url"):
+        console.print(f"Evidently report: MLflow run {outcome['mlflow_run_url']} (drift/report.html).")
+
+
+def print_trail(console: Console, trail: Trail) -> None:
+    """One line per recorded event, oldest first."""
+    who = f"v{trail.version} ({trail.semver})" if trail.version else f"request #{trail.request_id}"
+    table = Table("time (UTC)", "what", "event", title=f"{trail.model} {who}")
+    for e in trail.events:
+        table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.summary)
+    console.print(table)

@@ -418,6 +418,17 @@ def stack_status(settings: Settings) -> dict[str, Any]:
     return {"running": any(p["alive"] for p in procs), "processes": procs}
 
 
+def stack_prefect_api(settings: Settings) -> str | None:
+    """The API of the Prefect server `mlops up --detach` started for this home, if it is still alive."""
+    state_file = settings.home_dir / STACK_FILE
+    if not state_file.exists():
+        return None
+    for p in json.loads(state_file.read_text())["processes"]:
+        if p["name"] == "Prefect" and _alive(p["pid"]):
+            return f"{p['url']}/api"
+    return None
+
+
 def stack_down(settings: Settings) -> list[str]:
     state_file = settings.home_dir / STACK_FILE
     if not state_file.exists():

@@ -15,10 +15,14 @@ from monitoring.ewma import ControlChart, ewma_chart, time_to_breach
 
 
 def interval_series(window: pd.DataFrame, interval_seconds: float) -> pd.DataFrame:
-    """Per interval: answers, p95 latency, error rate, labelled answers and accuracy."""
+    """Per interval: answers, p95 latency, error rate, labelled answers, accuracy and (where labels and predictions
+    are numbers: a regressor's) the mean absolute error."""
     buckets = window["at"].dt.floor(f"{int(interval_seconds)}s")
     labelled = window["label"].notna()
     correct = labelled & (window["label"].astype(str) == window["prediction"].astype(str))
+    abs_error = (
+        pd.to_numeric(window["label"], errors="coerce") - pd.to_numeric(window["prediction"], errors="coerce")
+    ).abs()
     grouped = pd.DataFrame(
         {
             "bucket": buckets,
@@ -26,6 +30,7 @@ def interval_series(window: pd.DataFrame, interval_seconds: float) -> pd.DataFra
             "error": window["status"] != "ok",
             "labelled": labelled,
             "correct": correct,
+            "abs_error": abs_error,
         }
     ).groupby("bucket")
     out = pd.DataFrame(
@@ -35,6 +40,8 @@ def interval_series(window: pd.DataFrame, interval_seconds: float) -> pd.DataFra
             "error_rate": grouped["error"].mean(),
             "labelled": grouped["labelled"].sum(),
             "correct": grouped["correct"].sum(),
+            "mae": grouped["abs_error"].mean(),  # NaN where no labelled numeric answer
+            "scored": grouped["abs_error"].count(),
         }
     )
     out["accuracy"] = np.where(out["labelled"] > 0, out["correct"] / out["labelled"].clip(lower=1), np.nan)
@@ -55,9 +62,15 @@ class HealthReport:
         }
 
 
-def health_report(series: pd.DataFrame, config: ProjectConfig, baseline_accuracy: float | None) -> HealthReport:
-    """EWMA charts on latency, error rate and (where labels exist) accuracy; accuracy is charted against the
-    champion's holdout accuracy with binomial sigma, the others against their own first intervals."""
+def health_report(
+    series: pd.DataFrame,
+    config: ProjectConfig,
+    baseline_accuracy: float | None,
+    baseline_mae: float | None = None,
+) -> HealthReport:
+    """EWMA charts on latency, error rate and (where labels exist) accuracy for classifiers or mean absolute error
+    for regressors; the quality chart is drawn against the champion's holdout figure, the others against their own
+    first intervals."""
     m = config.monitoring
     charts: dict[str, ControlChart] = {}
     forecasts: dict[str, float | None] = {}
@@ -96,6 +109,42 @@ def health_report(series: pd.DataFrame, config: ProjectConfig, baseline_accuracy
             forecasts["accuracy"] = time_to_breach(
                 charts["accuracy"].smoothed, m.slo_accuracy, m.interval_seconds, bad="low"
             )
+    if config.evaluation.problem_type == "regression" and baseline_mae is not None:
+        _chart_mae(series, config, baseline_mae, charts, forecasts)
     last = {k: len(c.smoothed) - 1 for k, c in charts.items()}
     degraded = [k for k, c in charts.items() if k != "latency_p95_ms" and last[k] in c.breaches]
     return HealthReport(charts, forecasts, degraded)
+
+
+# sd(|e|) / mean(|e|) for normal errors: |e| is half-normal, mean s*sqrt(2/pi), sd s*sqrt(1-2/pi)
+HALF_NORMAL_SD_PER_MEAN = math.sqrt(math.pi / 2 - 1)
+
+
+def _chart_mae(
+    series: pd.DataFrame,
+    config: ProjectConfig,
+    baseline_mae: float,
+    charts: dict[str, ControlChart],
+    forecasts: dict[str, float | None],
+) -> None:
+    """A regressor's quality chart: per-interval MAE of the labelled answers against the champion's holdout MAE.
+
+    The holdout gives the mean, not the spread, of the absolute errors, so the spread is that of normal errors with
+    that MAE (half-normal: sd = 0.76 x MAE per answer), divided by the root of the labelled answers per interval."""
+    m = config.monitoring
+    mae = series["mae"].dropna() if "mae" in series else pd.Series(dtype=float)
+    if len(mae) < 2:
+        return
+    n = max(float(series.loc[mae.index, "scored"].mean()), 1.0)
+    base = max(baseline_mae, 1e-9)
+    charts["mae"] = ewma_chart(
+        mae.to_numpy(dtype=float),
+        "mae",
+        alpha=m.ewma_alpha,
+        width=m.ewma_width,
+        mean=base,
+        sigma=base * HALF_NORMAL_SD_PER_MEAN / math.sqrt(n),
+        bad="high",
+    )
+    if m.slo_mae is not None:
+        forecasts["mae"] = time_to_breach(charts["mae"].smoothed, m.slo_mae, m.interval_seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from core.names import TAG_ROLE
+from core.names import TAG_MONITORED_VERSION, TAG_ROLE, TAG_VERDICT
 from core.store.schema import utcnow
 from monitoring.drift import DriftVerdict
 from monitoring.health import HealthReport
@@ -17,12 +17,16 @@ def log_monitoring_run(
     health: HealthReport | None,
     note: str,
     champion: str,
+    degraded: list[str] | None = None,
+    verdict_word: str | None = None,
 ) -> str:
-    """One MLflow run per check: the Evidently HTML, the verdict, the charts, tagged so it is easy to filter."""
+    """One MLflow run per check: the Evidently HTML, the verdict, the charts, tagged so it is easy to filter.
+
+    ``degraded``: every metric the verdict found degraded (EWMA breaches and SLO breaches); default: the EWMA ones."""
     run = client.create_run(
         experiment_id,
         run_name=f"monitor {utcnow():%Y-%m-%d %H:%M} (champion v{champion})",
-        tags={TAG_ROLE: "monitor", "mlflow.note.content": note, "mlops.monitored_version": champion},
+        tags={TAG_ROLE: "monitor", "mlflow.note.content": note, TAG_MONITORED_VERSION: champion},
     )
     run_id = run.info.run_id
     if verdict is not None:
@@ -34,6 +38,8 @@ def log_monitoring_run(
         client.set_tag(run_id, "mlops.drift", verdict.summary[:5000])
     if health is not None:
         client.log_dict(run_id, health.to_json(), "health/ewma.json")
-        client.set_tag(run_id, "mlops.degraded", ", ".join(health.degraded) or "none")
+        client.set_tag(run_id, "mlops.degraded", ", ".join(health.degraded if degraded is None else degraded) or "none")
+    if verdict_word is not None:
+        client.set_tag(run_id, TAG_VERDICT, verdict_word)
     client.set_terminated(run_id)
     return run_id

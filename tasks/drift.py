@@ -11,6 +11,8 @@ from monitoring.drift import DriftVerdict, detect_model_drift
 
 
 @task(name="detect-drift", cache_policy=NO_CACHE)
-def detect_drift_task(reference: pd.DataFrame, current: pd.DataFrame, config: ProjectConfig) -> DriftVerdict:
-    """Evidently drift of recent inputs and predictions against the champion's training reference."""
-    return detect_model_drift(reference, current, config)
+def detect_drift_task(
+    reference: pd.DataFrame, current: pd.DataFrame, config: ProjectConfig, covers: str = "training rows"
+) -> DriftVerdict:
+    """Evidently drift of recent inputs and predictions against the champion's reference (``covers`` says which)."""
+    return detect_model_drift(reference, current, config, covers)

@@ -14,9 +14,11 @@ from monitoring.reference import Reference, load_reference, recent_window
 
 
 @task(name="load-champion-reference", cache_policy=NO_CACHE)
-def load_reference_task(registry: ModelRegistry, config: ProjectConfig) -> Reference:
-    """The data snapshot logged when the champion was trained, with the champion's predictions on it."""
-    return load_reference(registry, config)
+def load_reference_task(
+    registry: ModelRegistry, config: ProjectConfig, predictions: PredictionLog | None = None
+) -> Reference:
+    """The reference ``monitoring.reference`` chooses (training rows, holdout, or recent served answers)."""
+    return load_reference(registry, config, predictions)
 
 
 @task(name="read-recent-predictions", cache_policy=NO_CACHE)

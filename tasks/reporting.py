@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from core.store.requests import ChangeRequest
@@ -95,6 +95,9 @@ def _accuracy(stats: dict[str, Any]) -> str:
 
 def render_monitor(result: MonitorResult) -> str:
     lines = [f"# Monitoring: {result.verdict}", "", result.summary, ""]
+    if result.findings:
+        lines += ["**Findings** (the verdict is the worst of them):", ""]
+        lines += [f"- {f.check}: **{f.verdict}**, {f.reason}" for f in result.findings] + [""]
     if result.drift is not None:
         lines += ["| column | test | score | threshold | drifted |", "|---|---|---:|---:|---|"]
         lines += [
@@ -104,14 +107,15 @@ def render_monitor(result: MonitorResult) -> str:
         lines.append("")
     health = result.health
     if health is not None:
-        lines += ["| metric | smoothed | limits | breached now | time to SLO breach |", "|---|---:|---|---|---|"]
+        degraded = result.degraded_metrics
+        lines += ["| metric | smoothed | limits | degraded now | time to SLO breach |", "|---|---:|---|---|---|"]
         for name, chart in health.charts.items():
             last = chart.to_json()
             eta = health.forecasts.get(name)
             eta_text = "-" if eta is None else ("now" if eta == 0 else f"{eta / 60:.0f} min")
             lines.append(
                 f"| {name} | {last['last_smoothed']:.4f} | {last['last_lower']:.4f} .. {last['last_upper']:.4f} "
-                f"| {'**yes**' if name in health.degraded else 'no'} | {eta_text} |"
+                f"| {'**yes**' if name in degraded else 'no'} | {eta_text} |"
             )
     if result.mlflow_run_url:
         lines += ["", f"Evidently report: MLflow run {result.mlflow_run_url} (drift/report.html)."]
@@ -154,7 +158,26 @@ def render_search(result: SearchResult) -> str:
     return "\n".join(lines)
 
 
+OUTCOME_SUFFIX = "outcome"  # ``<kind>-outcome-<model>``: the typed result of a run, as one JSON row
+
+
+def outcome_key(model_name: str, kind: str) -> str:
+    """Key of the table artifact holding a run's typed result (what ``mlops <kind> --deployment`` reads back)."""
+    return artifact_key(model_name, f"{kind}-{OUTCOME_SUFFIX}")
+
+
 @task(name="publish-report", cache_policy=NO_CACHE)
-def publish_report_task(model_name: str, kind: str, markdown: str, summary: str) -> None:
-    """Leave ``markdown`` as the flow run's artifact ``<kind>-<model>``; ``summary`` is its description."""
+def publish_report_task(
+    model_name: str, kind: str, markdown: str, summary: str, outcome: dict[str, Any] | None = None
+) -> None:
+    """Leave ``markdown`` as the flow run's artifact ``<kind>-<model>``; ``summary`` is its description.
+
+    ``outcome`` (the flow's typed result as JSON) is also left as a one-row table artifact: a deployed run's return
+    value is not kept by the Prefect API unless results are persisted to storage the caller may not share, so this is
+    how the CLI learns the outcome of a run it started on a server.
+    """
     create_markdown_artifact(key=artifact_key(model_name, kind), markdown=markdown, description=summary[:500])
+    if outcome is not None:
+        create_table_artifact(
+            table=[outcome], key=outcome_key(model_name, kind), description=f"{kind} outcome (JSON): {summary[:400]}"
+        )

@@ -37,7 +37,7 @@ def train_and_register(
     model = fit_model(split.train, cfg)
     run_id = client.create_run(exp).info.run_id
     log_metrics(client, run_id, score_model(model, split.holdout, cfg), HOLDOUT_PREFIX)
-    uri = log_model(client, run_id, model, split.train, cfg, data.source, data.fingerprint)
+    uri = log_model(client, run_id, model, split.train, cfg, data.source, data.fingerprint, split.holdout)
     client.set_terminated(run_id)
     mv = registry.register(uri, run_id, semver, tags={}, description=description)
     if alias == CHAMPION:

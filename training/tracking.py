@@ -22,6 +22,7 @@ from core.config import ProjectConfig
 from core.features import prepare_features
 from core.names import (
     CHAMPION_PREFIX,
+    HOLDOUT_ARTIFACT,
     HOLDOUT_PREFIX,
     REFERENCE_ARTIFACT,
     TAG_CODE_VERSION,
@@ -93,8 +94,12 @@ def log_model(
     config: ProjectConfig,
     source: str,
     fingerprint: str,
+    holdout: pd.DataFrame | None = None,
 ) -> str:
-    """Log the fitted pipeline with signature and pinned requirements; return its ``models:/`` URI."""
+    """Log the fitted pipeline with signature and pinned requirements; return its ``models:/`` URI.
+
+    The training rows (and the ``holdout``, when given) are logged as parquet: they are the references drift
+    monitoring may compare served traffic against (``monitoring.reference``)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
@@ -124,9 +129,11 @@ def log_model(
         except MlflowException:
             pass  # lineage is best effort: a source MLflow cannot describe must not stop training
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-        train.to_parquet(path, index=False)
-        client.log_artifact(run_id, str(path), str(Path(REFERENCE_ARTIFACT).parent))
+        for artifact, frame in ((REFERENCE_ARTIFACT, train), (HOLDOUT_ARTIFACT, holdout)):
+            if frame is not None:
+                path = Path(tmp) / Path(artifact).name
+                frame.to_parquet(path, index=False)
+                client.log_artifact(run_id, str(path), str(Path(artifact).parent))
     return info.model_uri
 
 

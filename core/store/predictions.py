@@ -151,9 +151,9 @@ class PredictionLog:
             n, agreed = conn.execute(stmt).one()
         return int(n or 0), int(agreed or 0)
 
-    def recent(self, model_name: str, since: datetime, limit: int) -> pd.DataFrame:
-        """Served answers since ``since`` (newest first, at most ``limit``): features, prediction, version, time,
-        latency, status and the label when one arrived."""
+    def recent(self, model_name: str, since: datetime, limit: int, until: datetime | None = None) -> pd.DataFrame:
+        """Served answers since ``since`` (and before ``until``; the newest ``limit``, returned oldest first):
+        features, prediction, version, time, latency, status and the label when one arrived."""
         stmt = (
             select(
                 predictions.c.at,
@@ -168,6 +168,7 @@ class PredictionLog:
             .where(
                 predictions.c.model_name == model_name,
                 predictions.c.at >= since,
+                *([predictions.c.at < until] if until is not None else []),
                 predictions.c.status.in_(("ok", "fallback", "error")),
             )
             .order_by(predictions.c.id.desc())

@@ -36,6 +36,7 @@ class Rollout:
     reason: str
     steps: list[dict[str, Any]] = field(default_factory=list)
     policy: dict[str, Any] = field(default_factory=dict)
+    challenger_request_id: int | None = None
 
     @property
     def live(self) -> bool:
@@ -69,6 +70,7 @@ class Rollout:
             "reason": self.reason,
             "steps": self.steps,
             "policy": self.policy,
+            "challenger_request_id": self.challenger_request_id,
         }
 
 
@@ -94,6 +96,7 @@ class RolloutStore:
         weight: float,
         policy: dict[str, Any],
         reason: str,
+        challenger_request_id: int | None = None,
     ) -> Rollout:
         now = utcnow()
         try:
@@ -118,6 +121,7 @@ class RolloutStore:
                         reason=reason,
                         steps=[],
                         policy=policy,
+                        challenger_request_id=challenger_request_id,
                     )
                 ).inserted_primary_key[0]
         except IntegrityError:  # another start won the race between the check and the insert (unique index)
@@ -147,6 +151,19 @@ class RolloutStore:
                 select(rollouts).where(rollouts.c.model_name == model_name).order_by(rollouts.c.id.desc())
             ).first()
         return None if row is None else _row(row)
+
+    def for_version(self, model_name: str, version: str) -> list[Rollout]:
+        """Every rollout of ``model_name`` in which ``version`` was the challenger or the champion, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(rollouts)
+                .where(
+                    rollouts.c.model_name == model_name,
+                    (rollouts.c.challenger_version == version) | (rollouts.c.champion_version == version),
+                )
+                .order_by(rollouts.c.id)
+            ).all()
+        return [_row(r) for r in rows]
 
     def update(self, rollout_id: int, *, log_entry: dict[str, Any] | None = None, **values: Any) -> Rollout:
         """Change fields and optionally append one entry to the decision log, in one transaction."""

@@ -113,6 +113,7 @@ rollouts = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("steps", JSON, nullable=False, default=list),  # the decision log: one entry per evaluated step
     Column("policy", JSON, nullable=False, default=dict),
+    Column("challenger_request_id", Integer, nullable=True),  # the change request that produced the challenger
 )
 LIVE_ROLLOUT_STATUSES: tuple[str, ...] = ("running", "paused")
 # At most one live rollout per model, enforced by the database (a partial unique index, on SQLite and PostgreSQL):
@@ -155,6 +156,7 @@ def get_engine(url: str) -> Engine:
         try:
             metadata.create_all(engine)
             _add_index(engine, ONE_LIVE_ROLLOUT)  # stores created before the index existed
+            _add_column(engine, rollouts, "challenger_request_id")  # stores created before the column existed
         except SQLAlchemyError as err:
             cause = getattr(err, "orig", None) or err
             raise MlopsError(
@@ -182,6 +184,18 @@ def _add_index(engine: Engine, index: Index) -> None:
             index.name,
             getattr(err, "orig", err),
         )
+
+
+def _add_column(engine: Engine, table: Table, name: str) -> None:
+    """Add a nullable column ``create_all`` would not add to a table that already exists (no data to rewrite)."""
+    from sqlalchemy import inspect, text
+
+    if name in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+        return
+    column = table.c[name]
+    kind = column.type.compile(dialect=engine.dialect)
+    with engine.begin() as conn:
+        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

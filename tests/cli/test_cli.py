@@ -18,7 +18,8 @@ MLOPS = str(Path(sys.executable).with_name("mlops"))
 
 def mlops(*args: str, home: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in ISOLATED_ENV and not k.startswith("PREFECT_")}
-    clean.update({"MLOPS_HOME": str(home), "COLUMNS": "200", **env})
+    # PYTHONPATH: the `mlops` script would otherwise import the checkout the virtualenv was installed from
+    clean.update({"MLOPS_HOME": str(home), "COLUMNS": "200", "PYTHONPATH": str(REPO), **env})
     return subprocess.run([MLOPS, *args], cwd=REPO, env=clean, capture_output=True, text=True, timeout=timeout)
 
 
@@ -29,6 +30,10 @@ def test_help_is_everywhere(cli_home: Path) -> None:
         ["request", "submit"],
         ["registry", "compare"],
         ["run"],
+        ["monitor"],
+        ["retrain"],
+        ["rollback"],
+        ["trail"],
         ["demo"],
         ["ui"],
         ["serve"],

@@ -29,10 +29,17 @@ MODEL = "breast-cancer-classifier"
 
 
 def write_traffic(
-    settings: Any, version: str, n: int = 600, *, scale: float = 1.0, wrong: float = 0.0, minutes: float = 30
+    settings: Any,
+    version: str,
+    n: int = 600,
+    *,
+    scale: float = 1.0,
+    wrong: float = 0.0,
+    minutes: float = 30,
+    latency_ms: float = 1.0,
 ) -> None:
     """Served answers spread over the last ``minutes``, features optionally scaled (drift), labels optionally
-    wrong for a share of answers (degradation late in the window)."""
+    wrong for a share of answers (degradation late in the window), latencies from ``latency_ms`` up."""
     frame = breast_cancer()
     rng = np.random.default_rng(0)
     rows = frame.sample(n, replace=True, random_state=1).reset_index(drop=True)
@@ -53,7 +60,7 @@ def write_traffic(
             served=1,
             features=features,
             prediction=encode_value(pred),
-            latency_ms=1.0 + rng.random(),
+            latency_ms=latency_ms + rng.random(),
             at=at,
         )
         log.record_feedback(f"r{i}", truth)
@@ -78,8 +85,10 @@ def test_drifted_inputs_are_detected_named_and_reported(settings: Any, champion:
     result = monitor(config_path=str(DEMO_CONFIG)).to_json()
     assert result["verdict"] == "drift"
     drifted = {c["column"]: c for c in result["drift"]["columns"] if c["drifted"]}
-    assert "mean radius" in drifted and drifted["mean radius"]["method"] == "K-S p_value"  # 569 reference rows
-    assert "K-S p_value" in result["summary"]
+    # an effect size by default, whatever the reference's size (p-values would shrink with the sample)
+    assert "mean radius" in drifted and drifted["mean radius"]["method"] == "Wasserstein distance (normed)"
+    assert drifted["mean radius"]["threshold"] > 0.1  # 0.1 raised to the noise floor of a few hundred rows per side
+    assert "mean radius (Wasserstein distance (normed)" in result["summary"]
     run = MlflowClient(settings.tracking_uri).get_run(result["mlflow_run_id"])
     assert run.data.tags["mlops.role"] == "monitor" and "drift" in run.data.tags["mlops.drift"]
     html = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="drift/report.html")
@@ -94,6 +103,18 @@ def test_wrong_answers_late_in_the_window_degrade_the_accuracy_chart(settings: A
     result = monitor(config_path=str(DEMO_CONFIG)).to_json()
     assert "accuracy" in result["health"]["degraded"], result["health"]
     assert result["verdict"] == "degraded"
+
+
+def test_a_latency_already_over_its_slo_is_degraded_not_healthy(settings: Any, champion: str) -> None:
+    write_traffic(settings, champion, latency_ms=84.0)  # steady, so no control chart breaches: only the SLO does
+    result = monitor(config_path=str(DEMO_CONFIG)).to_json()
+    assert result["verdict"] == "degraded" and result["degraded"] == ["latency_p95_ms"], result["summary"]
+    assert "latency_p95_ms 84" in result["summary"] and "SLO 50" in result["summary"]
+    assert [f["check"] for f in result["findings"]] == ["slo"]
+    run = MlflowClient(settings.tracking_uri).get_run(result["mlflow_run_id"])
+    assert run.data.tags["mlops.degraded"] == "latency_p95_ms"
+    art = Artifact.get("monitor-breast-cancer-classifier")
+    assert art is not None and "slo: **degraded**, latency_p95_ms" in art.data
 
 
 def test_too_little_traffic_gives_no_verdict(settings: Any, champion: str) -> None:
