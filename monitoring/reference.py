@@ -14,7 +14,6 @@ from core.features import prepare_features
 from core.names import CHAMPION, REFERENCE_ARTIFACT
 from core.store.predictions import PredictionLog
 from core.store.schema import utcnow
-from model_registry.loading import load_model
 from model_registry.registry import ModelRegistry
 from monitoring.drift import PREDICTION_COLUMN
 
@@ -36,7 +35,7 @@ def load_reference(registry: ModelRegistry, config: ProjectConfig) -> Reference:
         raise MlopsError(f"model {config.model_name!r} has no champion to monitor yet.")
     path = mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=REFERENCE_ARTIFACT)
     frame = pd.read_parquet(path)
-    model = load_model(registry.name, str(champion.version))
+    model = registry.load(str(champion.version)).model
     features = prepare_features(frame, config)
     reference = features.assign(**{PREDICTION_COLUMN: model.predict(features)})
     info = registry.resolve(str(champion.version))

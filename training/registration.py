@@ -26,7 +26,6 @@ from core.names import (
     TAG_REQUEST_TITLE,
 )
 from core.store.requests import ChangeRequest
-from model_registry.loading import load_model
 from model_registry.registry import ModelRegistry
 from model_registry.semver import next_semver
 from training.fit import score_model
@@ -49,7 +48,7 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
         return ChampionScore(None, None, None, "no champion yet: this model can bootstrap the registry")
     semver = registry.semver_of(champion)
     try:
-        model = load_model(registry.name, str(champion.version))
+        model = registry.load(str(champion.version)).model
         metrics = score_model(model, holdout, config)
     except Exception as err:  # any load/predict failure means "not comparable", which the gates then report
         return ChampionScore(
@@ -57,7 +56,7 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
             semver,
             None,
             f"champion {semver} (v{champion.version}) could not be scored on this holdout: "
-            f"{err.__class__.__name__}: {str(err)[:300]}",
+            f"{err.__class__.__name__}: {str(err)[:600]}",
         )
     return ChampionScore(str(champion.version), semver, metrics, f"champion {semver} (v{champion.version})")
 
