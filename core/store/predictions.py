@@ -79,9 +79,39 @@ class PredictionLog:
                         if labels:
                             conn.execute(insert(feedback), labels)
                     self.written += len(rows)
-                except Exception:  # the log must never take the gateway down; count and report what was lost
-                    self.dropped += len(rows) + len(labels)
-                    log.exception("prediction log: dropped a batch of %d rows", len(rows) + len(labels))
+                except Exception as err:  # the log must never take the gateway down
+                    log.warning(
+                        "prediction log: a batch of %d rows failed (%s); writing them one by one",
+                        len(rows) + len(labels),
+                        _short_error(err),
+                    )
+                    self._write_one_by_one(rows, labels)
+
+    def _write_one_by_one(self, rows: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
+        """After a failed batch: each row in its own transaction, so one bad row (a value the database refuses)
+        costs only itself. Dropped rows are counted and named in the log."""
+        failures_in_a_row = 0
+        for table, items in ((predictions, rows), (feedback, labels)):
+            for n, item in enumerate(items):
+                if failures_in_a_row >= 10:  # not a bad row: the store itself is failing
+                    self.dropped += len(items) - n
+                    log.error("prediction log: the store refuses every row; dropped %d more", len(items) - n)
+                    break
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(insert(table), [item])
+                    failures_in_a_row = 0
+                    if table is predictions:
+                        self.written += 1
+                except Exception as err:
+                    failures_in_a_row += 1
+                    self.dropped += 1
+                    log.error(
+                        "prediction log: dropped a %s row (request id %.64s): %s",
+                        table.name,
+                        str(item.get("request_id")),
+                        _short_error(err),
+                    )
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
@@ -186,6 +216,11 @@ class PredictionLog:
             meta[col] = meta[col].map(lambda v: None if v is None else json.loads(v))
         meta["at"] = pd.to_datetime(meta["at"], utc=True)
         return pd.concat([features, meta], axis=1).iloc[::-1].reset_index(drop=True)
+
+
+def _short_error(err: Exception) -> str:
+    cause = getattr(err, "orig", None) or err
+    return f"{cause.__class__.__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
 
 
 def _int() -> Any:
