@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         " loading them can run any code their author chose; off by default.",
     )
 
+    fault_point: str | None = Field(
+        default=None,
+        description="Test hook (MLOPS_FAULT_POINT): SIGKILL the process at this named point (core/faults.py).",
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
@@ -84,6 +89,11 @@ class Settings(BaseSettings):
         """A local file store (SQLite): nobody else decides where artifacts go, so experiments get a location under
         ``artifact_root`` (without one MLflow writes to ``./mlruns`` of the current directory)."""
         return self.tracking_uri.startswith("sqlite:")
+
+    @property
+    def journal_dir(self) -> Path:
+        """The gateway's durable journals of answers and labels not yet in the store (core/store/journal.py)."""
+        return self.home_dir / "journal"
 
     @property
     def home_location_file(self) -> Path:

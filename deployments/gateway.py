@@ -279,19 +279,24 @@ class Gateway:
         served: int,
         rollout_id: int | None,
     ) -> None:
-        for i, rid in enumerate(ids):
-            self.log.record(
-                request_id=rid,
-                model_name=self.model_name,
-                variant=variant,
-                model_version=handle.version,
-                status=status,
-                served=served,
-                features=records[i],
-                prediction=None if preds is None else encode_value(preds[i]),
-                latency_ms=latency,
-                rollout_id=rollout_id,
-            )
+        # one durable journal commit for the request's rows, before its answer is returned
+        self.log.record_many(
+            [
+                {
+                    "request_id": rid,
+                    "model_name": self.model_name,
+                    "variant": variant,
+                    "model_version": handle.version,
+                    "status": status,
+                    "served": served,
+                    "features": records[i],
+                    "prediction": None if preds is None else encode_value(preds[i]),
+                    "latency_ms": latency,
+                    "rollout_id": rollout_id,
+                }
+                for i, rid in enumerate(ids)
+            ]
+        )
 
     def authorized(self, request: Request) -> bool:
         if not self.token:

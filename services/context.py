@@ -81,6 +81,8 @@ def open_context(
         mlflow=client,
         store=store,
         rollouts=RolloutStore(settings.store_url),
-        predictions=PredictionLog(settings.store_url),
+        predictions=PredictionLog(
+            settings.store_url, journal_dir=settings.journal_dir, fault_point=settings.fault_point
+        ),
         registry=ModelRegistry(config.model_name, store, client, trust_pickle=settings.trust_pickle),
     )

@@ -94,6 +94,16 @@ feedback = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# How far each gateway journal has been drained into this store, written in the same transaction as the rows
+# (core/store/journal.py): a journal replayed after a crash skips what is already here.
+journal_marks = Table(
+    "journal_marks",
+    metadata,
+    Column("journal", String(64), primary_key=True),
+    Column("last_entry", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 # One row per rollout of a challenger; the gateway reads the live one to route, the rollout flow writes it.
 rollouts = Table(
     "rollouts",
