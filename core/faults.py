@@ -8,6 +8,7 @@ import os
 import signal
 
 JOURNAL_DRAINED = "journal-drained"  # rows committed to the store, not yet removed from the journal
+LIFECYCLE_RUN_OPENED = "lifecycle-run-opened"  # a request claimed and its MLflow run started, before training
 
 
 def crash_point(active: str | None, point: str) -> None:

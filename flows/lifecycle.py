@@ -44,7 +44,7 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     """Run the next queued change request (or ``request_id``) through validation, training, gates and registration."""
     logger = get_run_logger()
     context = open_context(config_path=config_path)
-    request = claim_request_task(context.store, request_id)
+    request = claim_request_task(context.store, request_id, context.mlflow)
     if request is None:
         logger.info("No queued change request; nothing to do. Submit one with `mlops request submit`.")
         return LifecycleOutcome(status="idle", decision="no queued change request")

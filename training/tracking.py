@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from core.config import ProjectConfig
+from core.faults import LIFECYCLE_RUN_OPENED, crash_point
 from core.features import prepare_features
 from core.names import (
     CHAMPION_PREFIX,
@@ -171,6 +172,7 @@ def open_lifecycle_run(client: MlflowClient, settings: Settings, config: Project
     experiment_id = ensure_experiment(client, config.model_name, settings)
     run_id = start_run(client, experiment_id, config, request)
     log_config(client, run_id, config, request)
+    crash_point(settings.fault_point, LIFECYCLE_RUN_OPENED)
     return run_id
 
 

@@ -94,6 +94,18 @@ feedback = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# Who claimed a running change request: host, pid and the pid's start time (so a reused pid is not mistaken for
+# the claimant). A request whose claimant is gone is marked ``crashed`` by the next command on that host.
+request_claims = Table(
+    "request_claims",
+    metadata,
+    Column("request_id", Integer, primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", String(32), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
 # How far each gateway journal has been drained into this store, written in the same transaction as the rows
 # (core/store/journal.py): a journal replayed after a crash skips what is already here.
 journal_marks = Table(
