@@ -9,6 +9,7 @@ import signal
 
 JOURNAL_DRAINED = "journal-drained"  # rows committed to the store, not yet removed from the journal
 LIFECYCLE_RUN_OPENED = "lifecycle-run-opened"  # a request claimed and its MLflow run started, before training
+VERSION_CREATED = "version-created"  # a model version created with its tags, before its alias and request link
 
 
 def crash_point(active: str | None, point: str) -> None:

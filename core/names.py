@@ -19,6 +19,7 @@ TAG_DECISION_REASON = "mlops.decision_reason"
 TAG_ROLE = "mlops.role"
 TAG_PRIMARY_METRIC = "mlops.primary_metric"
 TAG_GATE_PREFIX = "mlops.gate."
+DECISION_ABANDONED = "abandoned"  # TAG_DECISION of a version whose registration was interrupted (never aliased)
 
 # Prefect event names (resources are the model: ``mlops.model.<name>``).
 EVENT_MODEL_REGISTERED = "mlops.model.registered"

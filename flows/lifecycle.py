@@ -87,7 +87,8 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
             holdout_rows=trained.holdout_rows,
             code_version=code_version(config.base_dir),
         )
-        registration = register_task(context.registry, candidate, f"lifecycle flow for request #{request.id}")
+        actor = f"lifecycle flow for request #{request.id}"
+        registration = register_task(context.registry, candidate, actor, context.settings.fault_point)
         return _record_registration(context, request, outcome, registration, decision, run_id)
     except Exception as err:
         _record_failure(context, err, outcome, request, run_id)

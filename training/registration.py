@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from core.config import ProjectConfig
+from core.faults import VERSION_CREATED, crash_point
 from core.names import (
     CHALLENGER,
     CHAMPION,
@@ -106,8 +107,14 @@ class Candidate:
     code_version: str
 
 
-def register_version(registry: ModelRegistry, candidate: Candidate, actor: str) -> Registration:
-    """Register with the next semver and alias it ``challenger``; with no champion yet it becomes ``champion``."""
+def register_version(
+    registry: ModelRegistry, candidate: Candidate, actor: str, fault_point: str | None = None
+) -> Registration:
+    """Register with the next semver and alias it ``challenger``; with no champion yet it becomes ``champion``.
+
+    MLflow has no transaction across creating a version and moving an alias: a process that dies in between leaves
+    a version with its tags and no alias, which ``training.recovery`` marks abandoned (naming its semver) when the
+    request is found crashed."""
     request, decision, champion = candidate.request, candidate.decision, candidate.champion
     semver = next_semver(request.kind, champion.semver, registry.taken_semvers())
     bootstrap = champion.version is None
@@ -131,6 +138,7 @@ def register_version(registry: ModelRegistry, candidate: Candidate, actor: str) 
     mv: ModelVersion = registry.register(
         candidate.model_uri, candidate.run_id, semver, tags=tags, description=description
     )
+    crash_point(fault_point, VERSION_CREATED)
     reason = f"{semver} from {request.kind} request #{request.id}: {decision.summary}"
     if bootstrap:
         registry.promote(str(mv.version), actor=actor, reason=f"first model passing the gates; {reason}")

@@ -243,6 +243,17 @@ class ProjectStore:
             )
         return self._move(request_id, current.status, "cancelled", f"cancelled by {actor} (was {current.status})")
 
+    def add_reason(self, request_id: int, text: str) -> ChangeRequest:
+        """Append a sentence to the request's status reason (what recovery found), keeping what was there."""
+        current = self.get(request_id)
+        with self._tx() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id)
+                .values(status_reason=f"{current.status_reason} {text}".strip(), updated_at=utcnow())
+            )
+        return self.get(request_id)
+
     def _move(self, request_id: int, before: str, after: str, reason: str) -> ChangeRequest:
         with self._tx() as conn:
             moved = conn.execute(

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from core.errors import RequestError
-from core.faults import LIFECYCLE_RUN_OPENED
+from core.faults import LIFECYCLE_RUN_OPENED, VERSION_CREATED
 from core.intake import submit_request
-from core.names import TAG_REQUEST_ID
+from core.names import DECISION_ABANDONED, TAG_DECISION, TAG_REQUEST_ID
 from services.context import open_context
 from tests.conftest import DEMO_CONFIG, ISOLATED_ENV, REPO
 
@@ -95,3 +95,58 @@ def test_a_request_whose_process_is_alive_is_not_taken_for_crashed(settings: Any
         context.store.cancel(request.id, "test")
     with pytest.raises(RequestError, match="running now"):
         context.store.retry(request.id, "test")
+
+
+REGISTER = """
+from core.tracking import code_version
+from services.context import open_context
+from tasks.intake import claim_request_task
+from training.data import load_data, split_holdout
+from training.fit import fit_model, score_model
+from training.gates import decide_gates
+from training.registration import Candidate, register_version, score_champion
+from training.tracking import log_model, open_lifecycle_run
+context = open_context()
+config = context.config
+request = claim_request_task.fn(context.store, {request_id}, context.mlflow)
+run_id = open_lifecycle_run(context.mlflow, context.settings, config, request)
+data = load_data(config)
+split = split_holdout(data.frame, config)
+model = fit_model(split.train, config)
+champion = score_champion(context.registry, split.holdout, config)
+decision = decide_gates(score_model(model, split.holdout, config), champion.metrics, config)
+uri = log_model(context.mlflow, run_id, model, split.train, config, data.source, data.fingerprint)
+candidate = Candidate(uri, run_id, request, decision, champion, data.fingerprint, data.source, len(split.holdout),
+                      code_version(config.base_dir))
+register_version(context.registry, candidate, "test", context.settings.fault_point)
+raise SystemExit("the fault point was not reached")
+"""
+
+
+def test_a_version_left_without_its_alias_is_marked_abandoned_and_its_semver_named(
+    settings: Any, demo_config: Any
+) -> None:
+    from tests.gateway_fixtures import register
+
+    register(settings, demo_config, "1.0.0", "champion")
+    context = open_context(settings, config_path=DEMO_CONFIG)
+    request = submit_request(context.store, DEMO_CONFIG, "minor", "retrain", "weekly", None, submitted_by="test")
+    killed = subprocess.run(
+        [sys.executable, "-c", REGISTER.format(request_id=request.id)],
+        cwd=REPO,
+        env=environment(settings.home_dir, MLOPS_FAULT_POINT=VERSION_CREATED),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    left = [v for v in context.registry.versions(with_metrics=False) if v.semver == "1.1.0"]
+    assert len(left) == 1 and left[0].aliases == []  # created, tagged, never aliased
+
+    shown = mlops(settings.home_dir, "request", "show", str(request.id))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    after = context.store.get(request.id)
+    assert after.status == "crashed"
+    assert f"v{left[0].version} (1.1.0)" in after.status_reason and "abandoned" in after.status_reason
+    assert context.registry.resolve(left[0].version).tags[TAG_DECISION] == DECISION_ABANDONED
+    assert context.registry.aliases() == {"champion": "1"}  # nothing half-promoted
