@@ -186,6 +186,9 @@ def run(
 ) -> None:
     """Run the lifecycle flow now (in-process, reporting to Prefect) for the next queued change request."""
     from flows.lifecycle import lifecycle
+    from mlops.reaper import watch_descendants
+
+    watch_descendants()  # Prefect's temporary server (and anything else started here) dies with this command
 
     settings = _settings()
     while True:

@@ -37,14 +37,24 @@ class Journal:
         self.path = path
         self.name = path.stem  # the key of this journal's mark in the store
         self._lock_fd = lock_fd
+        # Two connections: appends (the request path) never run a checkpoint, whose fsync could stall the event
+        # loop on a busy disk; the drain thread reads, forgets and checkpoints on its own connection.
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # durable against a process crash
-        self._conn.execute(
+        self._conn = self._connect(path)
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._drain_lock = threading.Lock()
+        self._drain_conn = self._connect(path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable against a process crash
+        conn.execute(
             "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
             "row BLOB NOT NULL)"
         )
+        return conn
 
     @classmethod
     def create(cls, folder: Path) -> Journal:
@@ -74,25 +84,27 @@ class Journal:
             self._conn.execute("COMMIT")
 
     def read(self, after: int, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
-        with self._lock:
-            found = self._conn.execute(
+        with self._drain_lock:
+            found = self._drain_conn.execute(
                 "SELECT id, kind, row FROM entries WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
             ).fetchall()
         return [(i, kind, _decode(blob)) for i, kind, blob in found]
 
     def forget(self, up_to: int) -> None:
         """Delete entries already in the store (up to and including ``up_to``)."""
-        with self._lock:
-            self._conn.execute("DELETE FROM entries WHERE id <= ?", (up_to,))
+        with self._drain_lock:
+            self._drain_conn.execute("DELETE FROM entries WHERE id <= ?", (up_to,))
+            self._drain_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # keeps the WAL file small, off the request path
 
     def pending(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+        with self._drain_lock:
+            return int(self._drain_conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
     def close(self, *, remove_if_empty: bool = True) -> None:
         empty = self.pending() == 0
-        with self._lock:
+        with self._lock, self._drain_lock:
             self._conn.close()
+            self._drain_conn.close()
         if remove_if_empty and empty:
             for suffix in ("", "-wal", "-shm", ".lock"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
