@@ -512,13 +512,11 @@ def in_process(rows: list[dict[str, float]], iterations: int, rounds: int) -> di
     import numpy as np
     import pandas as pd
 
-    from core.settings import get_settings
-    from core.tracking import configure_mlflow
     from deployments.inputs import check_output, records_frame, validate_records
     from deployments.model_loading import load_handle
+    from services.context import open_context
 
-    client = configure_mlflow(get_settings())
-    handle = load_handle(client, MODEL_NAME, "champion")
+    handle = load_handle(open_context().registry, "champion")
     assert handle is not None
     model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@champion")
     frames = [pd.DataFrame([row]) for row in rows]

@@ -66,3 +66,24 @@ class NotFoundError(MlopsError):
 
     category = "configuration"
     exit_code = 2
+
+
+class UnsafeModelError(RegistryError):
+    """A registered version is stored in a format that could run code when loaded; nothing was deserialized."""
+
+    def __init__(self, model_name: str, version: str, serialization_format: str, untrusted_types: list[str]) -> None:
+        self.model_name = model_name
+        self.version = version
+        self.serialization_format = serialization_format
+        self.untrusted_types = untrusted_types
+        if untrusted_types:
+            shown = ", ".join(untrusted_types[:5]) + (" ..." if len(untrusted_types) > 5 else "")
+            what = f"a skops file holding types outside numpy/scipy/scikit-learn ({shown})"
+        else:
+            what = f"{serialization_format!r}"
+        super().__init__(
+            f"refused to load model {model_name!r} version {version}: it is stored as {what}, which can run "
+            "arbitrary code when loaded; only skops files with numpy/scipy/scikit-learn types are loaded by default. "
+            "Register it again through `mlops run` (which saves with skops), or set MLOPS_TRUST_PICKLE=1 if you "
+            "trust everyone who can write to this registry."
+        )

@@ -21,6 +21,7 @@ TAG_PRIMARY_METRIC = "mlops.primary_metric"
 TAG_GATE_PREFIX = "mlops.gate."
 TAG_MONITORED_VERSION = "mlops.monitored_version"  # on monitor runs: the champion version they checked
 TAG_VERDICT = "mlops.verdict"  # on monitor runs: healthy | drift | degraded
+DECISION_ABANDONED = "abandoned"  # TAG_DECISION of a version whose registration was interrupted (never aliased)
 
 # Prefect event names (resources are the model: ``mlops.model.<name>``).
 EVENT_MODEL_REGISTERED = "mlops.model.registered"

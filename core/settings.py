@@ -10,6 +10,8 @@ PostgreSQL in production.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -52,6 +54,16 @@ class Settings(BaseSettings):
     webhook_url: str | None = Field(
         default=None, description="Where notices are POSTed as JSON (MLOPS_WEBHOOK_URL); unset: Prefect events only."
     )
+    trust_pickle: bool = Field(
+        default=False,
+        description="Load model versions stored as pickle/cloudpickle or skops with other types (MLOPS_TRUST_PICKLE=1):"
+        " loading them can run any code their author chose; off by default.",
+    )
+
+    fault_point: str | None = Field(
+        default=None,
+        description="Test hook (MLOPS_FAULT_POINT): SIGKILL the process at this named point (core/faults.py).",
+    )
 
     @property
     def home_dir(self) -> Path:
@@ -68,6 +80,29 @@ class Settings(BaseSettings):
     @property
     def artifact_root(self) -> Path:
         return self.home_dir / "artifacts"
+
+    @property
+    def owns_mlflow_store(self) -> bool:
+        """The MLflow store is this home's own ``mlflow.db`` (the embedded default): its artifacts live under
+        ``artifact_root``, and the stored locations may be rewritten when the home moves."""
+        return self.tracking_uri == f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def local_mlflow_store(self) -> bool:
+        """A store this process writes directly (SQLite, or a database under `mlops up --database-url`), not a
+        tracking server: nobody else decides where artifacts go, so experiments get a location under
+        ``artifact_root`` (without one MLflow writes to ``./mlruns`` of the current directory)."""
+        return not self.tracking_uri.startswith(("http://", "https://", "databricks"))
+
+    @property
+    def journal_dir(self) -> Path:
+        """The gateway's durable journals of answers and labels not yet in the store (core/store/journal.py)."""
+        return self.home_dir / "journal"
+
+    @property
+    def home_location_file(self) -> Path:
+        """Where the home records the folder it was last opened in (to notice it was moved or copied)."""
+        return self.home_dir / "home-location"
 
     @property
     def prefect_home(self) -> Path:
@@ -90,7 +125,8 @@ class Settings(BaseSettings):
             # The embedded server migrates a fresh SQLite database before it answers; Prefect gives it 20 s, which a
             # busy 2-core machine exceeds ("Timed out while attempting to connect to ephemeral Prefect API server").
             os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-        os.environ.setdefault("MLFLOW_TRACKING_URI", self.tracking_uri)
+        # MLFLOW_TRACKING_URI is not written: every module reaches MLflow through ``core.tracking.configure_mlflow``,
+        # and a value set here would look user-chosen to the next Settings (artifacts then went to ./mlruns).
         # Nothing here needs the network: no library phones home (Prefect's telemetry heartbeat also contends for
         # the embedded server's SQLite database while it migrates).
         for var, value in QUIET_ENV.items():
@@ -117,6 +153,21 @@ def with_installed_driver(url: str) -> str:
     """``postgresql://`` with the driver the project installs (psycopg2): SQLAlchemy 2.1 and MLflow 3 otherwise pick
     psycopg 3, which is not installed, and fail with "No module named 'psycopg'"."""
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+@contextmanager
+def environment_preserved(*names: str) -> Iterator[None]:
+    """Put ``names`` back as they were after the block: ``mlflow.set_tracking_uri`` also writes
+    ``MLFLOW_TRACKING_URI`` into the environment, which later Settings would read as the user's choice."""
+    before = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def get_settings() -> Settings:

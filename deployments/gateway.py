@@ -30,7 +30,9 @@ from typing import Any
 
 from fastapi import Request
 
+from core.errors import UnsafeModelError
 from core.names import CHALLENGER, CHAMPION
+from core.notify import notify
 from core.store.predictions import encode_value
 from core.store.rollouts import Rollout
 from deployments.batching import Batcher, timed_predict
@@ -69,6 +71,7 @@ class Gateway:
         self.log = context.predictions
         self.breakers = {v: CircuitBreaker(breaker_threshold, breaker_cooldown) for v in (CHAMPION, CHALLENGER)}
         self.handles: dict[str, ModelHandle] = {}
+        self.refused: set[tuple[str, str]] = set()  # (alias, version) refused by the loader's allowlist
         self.rollout: Rollout | None = None
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="model")
@@ -123,13 +126,8 @@ class Gateway:
                 current = handles.get(alias)
                 if version is None:
                     handles.pop(alias, None)
-                elif current is None or current.version != version:
-                    try:
-                        handle = load_handle(self.client, self.model_name, alias)
-                    except Exception as err:
-                        self.last_refresh_error = f"loading {alias} v{version} failed: {err}"
-                        log.error(self.last_refresh_error)
-                        continue
+                elif (current is None or current.version != version) and (alias, version) not in self.refused:
+                    handle = self._load(alias, version)
                     if handle is not None:
                         handles[alias] = handle
                         log.info("loaded %s = v%s (%s)", alias, handle.version, handle.semver)
@@ -137,6 +135,33 @@ class Gateway:
             self.metrics.model_info.clear()
             for alias, h in handles.items():
                 self.metrics.model_info.labels(alias, h.version, h.semver or "").set(1)
+
+    def _load(self, alias: str, version: str) -> ModelHandle | None:
+        """Load the alias's version, or keep serving what is loaded and say why not (``/readyz``, the log)."""
+        try:
+            return load_handle(self.context.registry, alias)
+        except UnsafeModelError as err:
+            # Refused once per (alias, version), not on every poll: the operator is told (log, /readyz, metric,
+            # a notice) and the gateway keeps the model it had until the alias moves again.
+            self.refused.add((alias, version))
+            self.last_refresh_error = f"refused {alias} v{version}: {err}"
+            log.error(self.last_refresh_error)
+            self.metrics.models_refused.labels(alias, version).inc()
+            notify(
+                "model_refused",
+                self.model_name,
+                f"the gateway refused {alias} v{version}: {err.serialization_format} can run code on load",
+                severity="error",
+                alias=alias,
+                version=version,
+                serialization_format=err.serialization_format,
+                untrusted_types=err.untrusted_types,
+                fix="register it again with skops, or set MLOPS_TRUST_PICKLE=1",
+            )
+        except Exception as err:
+            self.last_refresh_error = f"loading {alias} v{version} failed: {err}"
+            log.error(self.last_refresh_error)
+        return None
 
     # ---- serving ---------------------------------------------------------------------------------------------
     def new_id(self) -> str:
@@ -254,19 +279,24 @@ class Gateway:
         served: int,
         rollout_id: int | None,
     ) -> None:
-        for i, rid in enumerate(ids):
-            self.log.record(
-                request_id=rid,
-                model_name=self.model_name,
-                variant=variant,
-                model_version=handle.version,
-                status=status,
-                served=served,
-                features=records[i],
-                prediction=None if preds is None else encode_value(preds[i]),
-                latency_ms=latency,
-                rollout_id=rollout_id,
-            )
+        # one durable journal commit for the request's rows, before its answer is returned
+        self.log.record_many(
+            [
+                {
+                    "request_id": rid,
+                    "model_name": self.model_name,
+                    "variant": variant,
+                    "model_version": handle.version,
+                    "status": status,
+                    "served": served,
+                    "features": records[i],
+                    "prediction": None if preds is None else encode_value(preds[i]),
+                    "latency_ms": latency,
+                    "rollout_id": rollout_id,
+                }
+                for i, rid in enumerate(ids)
+            ]
+        )
 
     def authorized(self, request: Request) -> bool:
         if not self.token:

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 
 from core.names import CHAMPION
 from deployments.gateway import Gateway, Unavailable
-from deployments.inputs import InvalidInput, parse_json
+from deployments.inputs import InvalidInput, feedback_errors, parse_json
 
 # ---- HTTP ------------------------------------------------------------------------------------------------------
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
@@ -43,12 +43,7 @@ def answer_feedback(gateway: Gateway, body: bytes) -> Answer:
     items = parsed.get("feedback", [parsed]) if isinstance(parsed, dict) else parsed
     if not isinstance(items, list) or not items:
         raise InvalidInput([{"field": "feedback", "error": "expected {request_id, label} or a list of them"}])
-    errors = [
-        {"record": i, "field": "request_id/label", "error": "each item needs request_id and label"}
-        for i, item in enumerate(items)
-        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or "label" not in item
-    ]
-    if errors:
+    if errors := feedback_errors(items):
         raise InvalidInput(errors)
     for item in items:
         gateway.log.record_feedback(item["request_id"], item["label"])

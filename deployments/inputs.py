@@ -1,6 +1,13 @@
 """What the gateway accepts and returns: records checked against the model signature (invalid input is the
 caller's fault: 422 with field-level errors, never counted against a variant), one input frame per batch, and model
-answers checked before they are returned."""
+answers checked before they are returned.
+
+Every body is checked for shape before anything looks at its values (``parse_json``): nesting depth, keys per
+object, items per list and characters per string are capped, without recursion, so a hostile body costs one pass
+over it and a 422 naming the limit (a value nested 1,000 levels used to give a 500 from ``repr``). Error bodies
+quote at most a short excerpt of what was sent (``excerpt``). Feedback ids and labels are checked against what the
+store keeps (``feedback_errors``) before they reach it.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +22,98 @@ from deployments.model_loading import ModelHandle
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
 
 
-MAX_RECORDS = 1000
+MAX_RECORDS = 1000  # records per /v1/predict request
+MAX_DEPTH = 8  # nesting of objects and lists in a body ({"records": [{...}]} is 3)
+MAX_KEYS = 2000  # keys per object (a record has one per feature)
+MAX_ITEMS = 10_000  # items per list (records, feedback items)
+MAX_STRING = 4096  # characters per string value or key
+MAX_REQUEST_ID = 64  # characters of a request id (the store's column)
+MAX_LABEL = 200  # characters of a label as stored (JSON-encoded, the store's column)
+EXCERPT = 60  # characters of the caller's input quoted back in an error
 
 
 class InvalidInput(Exception):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(f"{len(errors)} invalid fields")
         self.errors = errors
+
+
+def excerpt(value: Any, limit: int = EXCERPT) -> str:
+    """A short, safe rendering of something the caller sent, for error messages: never the whole of a long string,
+    never a recursive ``repr`` of a nested value."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"
+    if isinstance(value, dict):
+        return f"an object with {len(value)} keys"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return repr(value)[:limit]
+
+
+def shape_errors(parsed: Any) -> list[dict[str, Any]]:
+    """The first limit a parsed body breaks (depth, keys, items, string length), as one field error; ``[]`` if none.
+
+    Iterative, so no depth of nesting can exhaust the stack."""
+    stack: list[tuple[Any, int, str]] = [(parsed, 1, "body")]
+    while stack:
+        value, depth, where = stack.pop()
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                return [_limit(where, f"a string of {len(value)} characters; at most {MAX_STRING} characters allowed")]
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth > MAX_DEPTH:
+            return [_limit(where, f"nested deeper than {MAX_DEPTH} levels")]
+        if isinstance(value, dict):
+            if len(value) > MAX_KEYS:
+                return [_limit(where, f"an object with {len(value)} keys; at most {MAX_KEYS} keys allowed")]
+            for key, item in value.items():
+                if len(key) > MAX_STRING:
+                    return [_limit(where, f"a key of {len(key)} characters; at most {MAX_STRING} characters allowed")]
+                stack.append((item, depth + 1, f"{where}.{key[:EXCERPT]}"))
+        else:
+            if len(value) > MAX_ITEMS:
+                return [_limit(where, f"a list of {len(value)} items; at most {MAX_ITEMS} items allowed")]
+            stack.extend((item, depth + 1, f"{where}[{i}]") for i, item in enumerate(value))
+    return []
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= EXCERPT else f"{name[:EXCERPT]}... ({len(name)} characters)"
+
+
+def _limit(where: str, what: str) -> dict[str, Any]:
+    return {"field": where[: 4 * EXCERPT], "error": f"{what} (input limit)"}
+
+
+def feedback_errors(items: list[Any]) -> list[dict[str, Any]]:
+    """Each feedback item needs a request id the store can keep and a scalar label that fits its column."""
+    from core.store.predictions import encode_value
+
+    errors: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or "label" not in item:
+            errors.append({"record": i, "field": "request_id/label", "error": "each item needs request_id and label"})
+            continue
+        rid, label = item["request_id"], item["label"]
+        if not rid or len(rid) > MAX_REQUEST_ID:
+            errors.append(
+                {
+                    "record": i,
+                    "field": "request_id",
+                    "error": f"a request id has 1 to {MAX_REQUEST_ID} characters, got {excerpt(rid)}",
+                }
+            )
+        if label is not None and not isinstance(label, str | int | float | bool):
+            errors.append({"record": i, "field": "label", "error": f"expected a single value, got {excerpt(label)}"})
+        elif len(encode_value(label)) > MAX_LABEL:
+            errors.append(
+                {"record": i, "field": "label", "error": f"at most {MAX_LABEL} characters, got {excerpt(label)}"}
+            )
+        if len(errors) >= 50:
+            break
+    return errors
 
 
 def validate_records(records: Any, handle: ModelHandle) -> list[dict[str, Any]]:
@@ -38,7 +130,7 @@ def validate_records(records: Any, handle: ModelHandle) -> list[dict[str, Any]]:
             errors.append({"record": i, "field": None, "error": "expected an object of feature values"})
             continue
         for name in rec.keys() - types.keys():
-            errors.append({"record": i, "field": name, "error": "unknown field (not in the model signature)"})
+            errors.append({"record": i, "field": _short(name), "error": "unknown field (not in the model signature)"})
         for name, kind in types.items():
             if name not in rec:
                 errors.append({"record": i, "field": name, "error": "missing (send null for an unknown value)"})
@@ -47,11 +139,11 @@ def validate_records(records: Any, handle: ModelHandle) -> list[dict[str, Any]]:
             if value is None:
                 continue
             if kind in NUMERIC_TYPES and (isinstance(value, bool) or not isinstance(value, int | float)):
-                errors.append({"record": i, "field": name, "error": f"expected a number, got {value!r}"[:200]})
+                errors.append({"record": i, "field": name, "error": f"expected a number, got {excerpt(value)}"})
             elif kind == "string" and not isinstance(value, str):
-                errors.append({"record": i, "field": name, "error": f"expected a string, got {value!r}"[:200]})
+                errors.append({"record": i, "field": name, "error": f"expected a string, got {excerpt(value)}"})
             elif kind == "boolean" and not isinstance(value, bool):
-                errors.append({"record": i, "field": name, "error": f"expected true or false, got {value!r}"[:200]})
+                errors.append({"record": i, "field": name, "error": f"expected true or false, got {excerpt(value)}"})
         if len(errors) >= 50:
             break
     if errors:
@@ -88,7 +180,11 @@ def check_output(pred: Any, n: int) -> list[Any]:
 
 
 def parse_json(body: bytes) -> Any:
+    """The parsed body, checked against the input limits (``shape_errors``) before anything reads its values."""
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise InvalidInput([{"field": None, "error": f"body is not valid JSON: {err}"}]) from None
+        raise InvalidInput([{"field": None, "error": f"body is not valid JSON: {str(err)[:200]}"}]) from None
+    if errors := shape_errors(parsed):
+        raise InvalidInput(errors)
+    return parsed

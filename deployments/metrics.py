@@ -31,6 +31,12 @@ class Metrics:
         self.breaker_open = Gauge(
             "mlops_gateway_circuit_open", "1 while a variant's circuit is open.", ["variant"], registry=self.registry
         )
+        self.models_refused = Counter(
+            "mlops_gateway_models_refused",
+            "Versions an alias named that were refused because their format could run code on load.",
+            ["alias", "version"],
+            registry=self.registry,
+        )
         self.challenger_weight = Gauge(
             "mlops_gateway_challenger_weight_percent", "Challenger's traffic share.", registry=self.registry
         )

@@ -6,8 +6,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import RegistryError
 from core.names import TAG_SEMVER
-from model_registry.loading import load_model, model_uri
+from model_registry.registry import ModelRegistry
 
 
 @dataclass(frozen=True)
@@ -24,16 +25,19 @@ class ModelHandle:
         return list(self.column_types)
 
 
-def load_handle(client: Any, model_name: str, alias: str) -> ModelHandle | None:
-    """Load the version an alias points at (``None`` when the alias is not set)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import get_model_info
+def load_handle(registry: ModelRegistry, alias: str) -> ModelHandle | None:
+    """Load the version an alias points at (``None`` when the alias is not set), through the registry's allowlist.
 
-    try:
-        mv = client.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+    Raises ``UnsafeModelError`` for a version whose format could run code on load (nothing deserialized), and
+    ``RegistryError`` when what was loaded is not the version the alias named.
+    """
+    mv = registry.alias_version(alias)
+    if mv is None:
         return None
-    model = load_model(model_name, str(mv.version))
-    signature = get_model_info(model_uri(model_name, str(mv.version))).signature
+    asked = str(mv.version)
+    loaded = registry.load(asked)
+    if loaded.version != asked or loaded.model_name != registry.name:
+        raise RegistryError(f"asked for {registry.name} v{asked} as {alias} but loaded v{loaded.version}")
+    signature = loaded.signature
     types = {c.name: c.type.name for c in signature.inputs.inputs} if signature else {}
-    return ModelHandle(alias, str(mv.version), (mv.tags or {}).get(TAG_SEMVER), model, types, time.time())
+    return ModelHandle(alias, asked, (mv.tags or {}).get(TAG_SEMVER), loaded.model, types, time.time())

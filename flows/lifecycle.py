@@ -48,7 +48,7 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     """Run the next queued change request (or ``request_id``) through validation, training, gates and registration."""
     logger = get_run_logger()
     context = open_context(config_path=config_path)
-    request = claim_request_task(context.store, request_id)
+    request = claim_request_task(context.store, request_id, context.mlflow)
     if request is None:
         logger.info("No queued change request; nothing to do. Submit one with `mlops request submit`.")
         return LifecycleOutcome(status="idle", decision="no queued change request")
@@ -95,7 +95,8 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
             holdout_rows=trained.holdout_rows,
             code_version=code_version(config.base_dir),
         )
-        registration = register_task(context.registry, candidate, f"lifecycle flow for request #{request.id}")
+        actor = f"lifecycle flow for request #{request.id}"
+        registration = register_task(context.registry, candidate, actor, context.settings.fault_point)
         return _record_registration(context, request, outcome, registration, decision, run_id)
     except Exception as err:
         _record_failure(context, err, outcome, request, run_id)

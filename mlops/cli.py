@@ -143,7 +143,8 @@ def request_list(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """List change requests in the order they will run: hotfix, major, minor; oldest first within a kind."""
-    requests = _context().store.list(status=status)
+    context = _recovered_context()
+    requests = context.store.list(status=status)
     if as_json:
         print(json.dumps([r.to_json() for r in requests], indent=2))
         return
@@ -155,7 +156,35 @@ def request_list(
 @request_app.command("show")
 def request_show(request_id: int = typer.Argument(..., help="Request id (the number after #).")) -> None:
     """Show one change request as JSON."""
-    print(json.dumps(_context().store.get(request_id).to_json(), indent=2))
+    print(json.dumps(_recovered_context().store.get(request_id).to_json(), indent=2))
+
+
+@request_app.command("retry")
+def request_retry(request_id: int = typer.Argument(..., help="Request id (the number after #).")) -> None:
+    """Queue a crashed, failed or cancelled request again (same id, same overrides); `mlops run` then takes it."""
+    from model_registry.registry import default_actor
+
+    request = _recovered_context().store.retry(request_id, default_actor())
+    console.print(f"[green]queued[/green] {request.label} again; run it with `mlops run --request {request.id}`.")
+
+
+@request_app.command("cancel")
+def request_cancel(request_id: int = typer.Argument(..., help="Request id (the number after #).")) -> None:
+    """Take a queued or crashed request off the queue (a running one must be stopped first)."""
+    from model_registry.registry import default_actor
+
+    request = _recovered_context().store.cancel(request_id, default_actor())
+    console.print(f"[yellow]cancelled[/yellow] {request.label}.")
+
+
+def _recovered_context() -> ProjectContext:
+    """The context, after marking requests whose process died ``crashed`` (and telling the user)."""
+    from training.recovery import recover_interrupted
+
+    context = _context()
+    for request in recover_interrupted(context.store, context.mlflow):
+        console.print(f"[red]crashed[/red] {request.label}: {request.status_reason}")
+    return context
 
 
 # ---- running -----------------------------------------------------------------------------------------------
@@ -176,6 +205,9 @@ def run(
         _run_deployed("lifecycle", params, as_json=False)
         return
     from flows.lifecycle import lifecycle
+    from mlops.reaper import watch_descendants
+
+    watch_descendants()  # Prefect's temporary server (and anything else started here) dies with this command
 
     settings = _settings()
     while True:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from core.errors import RegistryError
 from core.names import ALIASES, CHALLENGER, CHAMPION, HOLDOUT_PREFIX, PREVIOUS, TAG_SEMVER
 from core.store.requests import AliasEvent, ProjectStore
+from model_registry.loading import LoadedVersion, load_version
 from model_registry.semver import SemVer
 
 
@@ -74,10 +75,23 @@ class Comparison:
 class ModelRegistry:
     """One registered model in MLflow plus its alias history in the project store."""
 
-    def __init__(self, model_name: str, store: ProjectStore, client: MlflowClient | None = None) -> None:
+    def __init__(
+        self,
+        model_name: str,
+        store: ProjectStore,
+        client: MlflowClient | None = None,
+        *,
+        trust_pickle: bool = False,
+    ) -> None:
         self.name = model_name
         self.store = store
         self.client = client or MlflowClient()
+        self.trust_pickle = trust_pickle  # MLOPS_TRUST_PICKLE: load versions stored in formats that can run code
+
+    # ---- loading ---------------------------------------------------------------------------------------------
+    def load(self, version: str) -> LoadedVersion:
+        """Load a version's pipeline through the allowlist (``model_registry.loading``); refuses unsafe formats."""
+        return load_version(self.client, self.name, str(version), trust_pickle=self.trust_pickle)
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def exists(self) -> bool:

@@ -14,7 +14,6 @@ from core.features import prepare_features
 from core.names import CHAMPION, HOLDOUT_ARTIFACT, REFERENCE_ARTIFACT
 from core.store.predictions import PredictionLog
 from core.store.schema import utcnow
-from model_registry.loading import load_model
 from model_registry.registry import ModelRegistry
 from monitoring.drift import PREDICTION_COLUMN
 
@@ -49,7 +48,7 @@ def load_reference(
         covers = f" (the reference window had only {len(served)} served answers, fewer than monitoring.min_rows)"
         kind = "training"
     frame = _logged_rows(champion.run_id, version, kind)
-    model = load_model(registry.name, version)
+    model = registry.load(version).model
     features = prepare_features(frame, config)
     reference = features.assign(**{PREDICTION_COLUMN: model.predict(features)})
     return Reference(

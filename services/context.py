@@ -48,7 +48,7 @@ class ProjectContext:
         """The registry of ``model_name`` (default: the config's model) over the same MLflow client and store."""
         if model_name is None or model_name == self.registry.name:
             return self.registry
-        return ModelRegistry(model_name, self.store, self.mlflow)
+        return ModelRegistry(model_name, self.store, self.mlflow, trust_pickle=self.settings.trust_pickle)
 
     def with_config(self, config: ProjectConfig) -> ProjectContext:
         """The same services under another config (a change request's overrides)."""
@@ -81,6 +81,8 @@ def open_context(
         mlflow=client,
         store=store,
         rollouts=RolloutStore(settings.store_url),
-        predictions=PredictionLog(settings.store_url),
-        registry=ModelRegistry(config.model_name, store, client),
+        predictions=PredictionLog(
+            settings.store_url, journal_dir=settings.journal_dir, fault_point=settings.fault_point
+        ),
+        registry=ModelRegistry(config.model_name, store, client, trust_pickle=settings.trust_pickle),
     )

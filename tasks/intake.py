@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow import MlflowClient
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from core.store.requests import ChangeRequest, ProjectStore, RequestStatus
+from training.recovery import recover_interrupted
 
 
 @task(name="claim-change-request", cache_policy=NO_CACHE)
-def claim_request_task(store: ProjectStore, request_id: int | None = None) -> ChangeRequest | None:
-    """Take the named request, or the next queued one by priority (hotfix, major, minor; oldest first)."""
+def claim_request_task(
+    store: ProjectStore, request_id: int | None = None, client: MlflowClient | None = None
+) -> ChangeRequest | None:
+    """Take the named request, or the next queued one by priority (hotfix, major, minor; oldest first); first mark
+    requests whose process died ``crashed`` (and end their MLflow runs), so none stays ``running`` forever."""
+    if client is not None:
+        recover_interrupted(store, client)
     return store.claim(request_id)
 
 

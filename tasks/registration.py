@@ -18,6 +18,8 @@ def score_champion_task(registry: ModelRegistry, holdout: pd.DataFrame, config: 
 
 
 @task(name="register-model", cache_policy=NO_CACHE)
-def register_task(registry: ModelRegistry, candidate: Candidate, actor: str) -> Registration:
+def register_task(
+    registry: ModelRegistry, candidate: Candidate, actor: str, fault_point: str | None = None
+) -> Registration:
     """Register the candidate with the next semver and alias it ``challenger`` (``champion`` when it is the first)."""
-    return register_version(registry, candidate, actor)
+    return register_version(registry, candidate, actor, fault_point)

@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from core.config import ProjectConfig
+from core.faults import VERSION_CREATED, crash_point
 from core.names import (
     CHALLENGER,
     CHAMPION,
@@ -26,7 +27,6 @@ from core.names import (
     TAG_REQUEST_TITLE,
 )
 from core.store.requests import ChangeRequest
-from model_registry.loading import load_model
 from model_registry.registry import ModelRegistry
 from model_registry.semver import next_semver
 from training.fit import score_model
@@ -49,7 +49,7 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
         return ChampionScore(None, None, None, "no champion yet: this model can bootstrap the registry")
     semver = registry.semver_of(champion)
     try:
-        model = load_model(registry.name, str(champion.version))
+        model = registry.load(str(champion.version)).model
         metrics = score_model(model, holdout, config)
     except Exception as err:  # any load/predict failure means "not comparable", which the gates then report
         return ChampionScore(
@@ -57,7 +57,7 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
             semver,
             None,
             f"champion {semver} (v{champion.version}) could not be scored on this holdout: "
-            f"{err.__class__.__name__}: {str(err)[:300]}",
+            f"{err.__class__.__name__}: {str(err)[:600]}",
         )
     return ChampionScore(str(champion.version), semver, metrics, f"champion {semver} (v{champion.version})")
 
@@ -107,8 +107,14 @@ class Candidate:
     code_version: str
 
 
-def register_version(registry: ModelRegistry, candidate: Candidate, actor: str) -> Registration:
-    """Register with the next semver and alias it ``challenger``; with no champion yet it becomes ``champion``."""
+def register_version(
+    registry: ModelRegistry, candidate: Candidate, actor: str, fault_point: str | None = None
+) -> Registration:
+    """Register with the next semver and alias it ``challenger``; with no champion yet it becomes ``champion``.
+
+    MLflow has no transaction across creating a version and moving an alias: a process that dies in between leaves
+    a version with its tags and no alias, which ``training.recovery`` marks abandoned (naming its semver) when the
+    request is found crashed."""
     request, decision, champion = candidate.request, candidate.decision, candidate.champion
     semver = next_semver(request.kind, champion.semver, registry.taken_semvers())
     bootstrap = champion.version is None
@@ -132,6 +138,7 @@ def register_version(registry: ModelRegistry, candidate: Candidate, actor: str) 
     mv: ModelVersion = registry.register(
         candidate.model_uri, candidate.run_id, semver, tags=tags, description=description
     )
+    crash_point(fault_point, VERSION_CREATED)
     reason = f"{semver} from {request.kind} request #{request.id}: {decision.summary}"
     if bootstrap:
         registry.promote(str(mv.version), actor=actor, reason=f"first model passing the gates; {reason}")

@@ -9,6 +9,7 @@ Parquet snapshot of it (the drift reference for monitoring).
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from core.config import ProjectConfig
+from core.faults import LIFECYCLE_RUN_OPENED, crash_point
 from core.features import prepare_features
 from core.names import (
     CHAMPION_PREFIX,
@@ -38,8 +40,11 @@ from core.names import (
 from core.settings import Settings
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, ensure_experiment
+from model_registry.loading import is_trusted_type
 from training.search import SearchResult
 from training.validation import ValidationReport, render_html
+
+log = logging.getLogger("mlops.training")
 
 
 def start_run(client: MlflowClient, experiment_id: str, config: ProjectConfig, request: ChangeRequest) -> str:
@@ -137,21 +142,23 @@ def log_model(
     return info.model_uri
 
 
-# Modules whose types may be loaded from a skops file without running arbitrary code.
-_SAFE_TYPE_PREFIXES = ("numpy.", "sklearn.", "scipy.", "builtins.")
-
-
 def serialization_for(model: Any) -> tuple[str, list[str] | None]:
     """Prefer skops (loading cannot run arbitrary code); fall back to cloudpickle for estimators whose types are
-    not from numpy/scipy/scikit-learn (a user's custom class), which skops would refuse to load."""
+    not from numpy/scipy/scikit-learn (a user's custom class), which skops would refuse to load. The check is the
+    loader's own (``model_registry.loading.is_trusted_type``), so what is saved as skops is what loads by default;
+    a cloudpickled version loads only with MLOPS_TRUST_PICKLE=1."""
     import skops.io
 
     try:
         untrusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
     except Exception:  # skops cannot represent the object at all
         return "cloudpickle", None
-    if all(t.startswith(_SAFE_TYPE_PREFIXES) for t in untrusted):
+    if all(is_trusted_type(t) for t in untrusted):
         return "skops", list(untrusted)
+    log.warning(
+        "saving the model with cloudpickle: skops cannot vouch for %s; it will load only with MLOPS_TRUST_PICKLE=1",
+        ", ".join(sorted(t for t in untrusted if not is_trusted_type(t)))[:300],
+    )
     return "cloudpickle", None
 
 
@@ -174,6 +181,7 @@ def open_lifecycle_run(client: MlflowClient, settings: Settings, config: Project
     experiment_id = ensure_experiment(client, config.model_name, settings)
     run_id = start_run(client, experiment_id, config, request)
     log_config(client, run_id, config, request)
+    crash_point(settings.fault_point, LIFECYCLE_RUN_OPENED)
     return run_id
 
 

@@ -13,13 +13,16 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, delete, func, insert, select, update
 
-from core.store.schema import feedback, get_engine, predictions, utcnow
+from core.faults import JOURNAL_DRAINED, crash_point
+from core.store.journal import FEEDBACK, PREDICTION, Journal
+from core.store.schema import feedback, get_engine, journal_marks, predictions, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +37,32 @@ def encode_value(value: Any) -> str:
 
 
 class PredictionLog:
-    """Buffered writer plus the read queries the rollout and monitoring flows need."""
+    """Durable writer plus the read queries the rollout and monitoring flows need.
+
+    Started with a ``journal_dir`` (the gateway), every answer and label is committed to a local journal before
+    ``record_many``/``record_feedback`` return, and a thread drains the journal to the store; journals left by a
+    crashed process are replayed (exactly once) when the next one starts. Without a journal (or before ``start``),
+    rows wait in memory until ``flush``.
+    """
 
     def __init__(
-        self, store_url: str, batch_size: int = 500, flush_interval: float = 0.2, max_buffer: int = 200_000
+        self,
+        store_url: str,
+        batch_size: int = 500,
+        flush_interval: float = 0.2,
+        max_buffer: int = 200_000,
+        *,
+        journal_dir: Path | None = None,
+        fault_point: str | None = None,
     ) -> None:
         self.engine = get_engine(store_url)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        # Bounded: if the database is unreachable for long, the oldest rows are dropped (and counted) rather than
-        # the gateway running out of memory.
+        self.journal_dir = journal_dir
+        self.fault_point = fault_point
+        self._journal: Journal | None = None
+        # Bounded: without a journal, if the database is unreachable for long, the oldest rows are dropped (and
+        # counted) rather than the process running out of memory.
         self._rows: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self._labels: deque[dict[str, Any]] = deque(maxlen=max_buffer)
         self._stop = threading.Event()
@@ -51,47 +70,182 @@ class PredictionLog:
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
+        self.replayed = 0  # entries of crashed processes' journals written to the store at start
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def start(self) -> PredictionLog:
         if self._thread is None:
+            if self.journal_dir is not None and self._journal is None:
+                self._recover(self.journal_dir)  # before this process answers anything
+                self._journal = Journal.create(self.journal_dir)
             self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._thread.start()
         return self
 
     def record(self, **row: Any) -> None:
-        row.setdefault("at", utcnow())
-        self._rows.append(row)
+        self.record_many([row])
+
+    def record_many(self, rows: list[dict[str, Any]]) -> None:
+        """Log answers; with a journal they are durable when this returns (one local commit for all of them)."""
+        now = utcnow()
+        for row in rows:
+            row.setdefault("at", now)
+        if self._journal is not None:
+            self._journal.append(PREDICTION, rows)
+        else:
+            self._rows.extend(rows)
 
     def record_feedback(self, request_id: str, label: Any) -> None:
-        self._labels.append({"request_id": request_id, "label": encode_value(label), "at": utcnow()})
+        row = {"request_id": request_id, "label": encode_value(label), "at": utcnow()}
+        if self._journal is not None:
+            self._journal.append(FEEDBACK, [row])
+        else:
+            self._labels.append(row)
 
     def flush(self) -> None:
-        """Write everything buffered so far (also called on shutdown)."""
+        """Write everything logged so far to the store (also called on shutdown)."""
         with self._lock:
-            while self._rows or self._labels:
-                rows = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
-                labels = [self._labels.popleft() for _ in range(min(self.batch_size, len(self._labels)))]
+            self._flush_memory()
+            if self._journal is not None:
+                self._drain(self._journal)
+
+    def _flush_memory(self) -> None:
+        while self._rows or self._labels:
+            rows = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+            labels = [self._labels.popleft() for _ in range(min(self.batch_size, len(self._labels)))]
+            try:
+                with self.engine.begin() as conn:
+                    if rows:
+                        conn.execute(insert(predictions), rows)
+                    if labels:
+                        conn.execute(insert(feedback), labels)
+                self.written += len(rows)
+            except Exception as err:  # the log must never take the gateway down
+                log.warning(
+                    "prediction log: a batch of %d rows failed (%s); writing them one by one",
+                    len(rows) + len(labels),
+                    _short_error(err),
+                )
+                self._write_one_by_one(rows, labels)
+
+    def _drain(self, journal: Journal) -> bool:
+        """Journal -> store, batch by batch; False when the store is unreachable (the rest stays journaled)."""
+        mark = self._mark(journal.name)
+        journal.forget(mark)  # written before a crash, not yet forgotten
+        while entries := journal.read(mark, self.batch_size):
+            try:
+                with self.engine.begin() as conn:
+                    self._insert_entries(conn, entries)
+                    _set_mark(conn, journal.name, entries[-1][0])
+                self.written += sum(1 for _, kind, _ in entries if kind == PREDICTION)
+            except Exception as err:
+                log.warning("prediction log: a journal batch failed (%s); writing it row by row", _short_error(err))
+                if not self._drain_one_by_one(journal.name, entries):
+                    return False
+            mark = entries[-1][0]
+            crash_point(self.fault_point, JOURNAL_DRAINED)
+            journal.forget(mark)
+        return True
+
+    def _insert_entries(self, conn: Any, entries: list[tuple[int, str, dict[str, Any]]]) -> None:
+        rows = [row for _, kind, row in entries if kind == PREDICTION]
+        labels = [row for _, kind, row in entries if kind == FEEDBACK]
+        if rows:
+            conn.execute(insert(predictions), rows)
+        if labels:
+            conn.execute(insert(feedback), labels)
+
+    def _drain_one_by_one(self, name: str, entries: list[tuple[int, str, dict[str, Any]]]) -> bool:
+        for entry in entries:
+            try:
+                with self.engine.begin() as conn:
+                    self._insert_entries(conn, [entry])
+                    _set_mark(conn, name, entry[0])
+                self.written += entry[1] == PREDICTION
+            except Exception as err:
+                if not self._store_reachable():
+                    log.error("prediction log: the store is unreachable (%s); rows stay journaled", _short_error(err))
+                    return False
+                with self.engine.begin() as conn:  # a row the store refuses: skip it, say so
+                    _set_mark(conn, name, entry[0])
+                self.dropped += 1
+                log.error(
+                    "prediction log: dropped a row the store refuses (request id %.64s): %s",
+                    str(entry[2].get("request_id")),
+                    _short_error(err),
+                )
+        return True
+
+    def _store_reachable(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    def _mark(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            found = conn.execute(select(journal_marks.c.last_entry).where(journal_marks.c.journal == name)).scalar()
+        return int(found or 0)
+
+    def _recover(self, folder: Path) -> None:
+        """Replay the journals of processes that died (nobody holds their lock) before answering anything."""
+        for orphan in Journal.orphans(folder):
+            pending = orphan.pending()
+            drained = self._drain(orphan)
+            if drained:
+                self.replayed += pending
+                log.warning("prediction log: replayed %d entries journaled by a process that died", pending)
+                with self.engine.begin() as conn:
+                    conn.execute(delete(journal_marks).where(journal_marks.c.journal == orphan.name))
+            orphan.close(remove_if_empty=drained)
+
+    def _write_one_by_one(self, rows: list[dict[str, Any]], labels: list[dict[str, Any]]) -> None:
+        """After a failed batch: each row in its own transaction, so one bad row (a value the database refuses)
+        costs only itself. Dropped rows are counted and named in the log."""
+        failures_in_a_row = 0
+        for table, items in ((predictions, rows), (feedback, labels)):
+            for n, item in enumerate(items):
+                if failures_in_a_row >= 10:  # not a bad row: the store itself is failing
+                    self.dropped += len(items) - n
+                    log.error("prediction log: the store refuses every row; dropped %d more", len(items) - n)
+                    break
                 try:
                     with self.engine.begin() as conn:
-                        if rows:
-                            conn.execute(insert(predictions), rows)
-                        if labels:
-                            conn.execute(insert(feedback), labels)
-                    self.written += len(rows)
-                except Exception:  # the log must never take the gateway down; count and report what was lost
-                    self.dropped += len(rows) + len(labels)
-                    log.exception("prediction log: dropped a batch of %d rows", len(rows) + len(labels))
+                        conn.execute(insert(table), [item])
+                    failures_in_a_row = 0
+                    if table is predictions:
+                        self.written += 1
+                except Exception as err:
+                    failures_in_a_row += 1
+                    self.dropped += 1
+                    log.error(
+                        "prediction log: dropped a %s row (request id %.64s): %s",
+                        table.name,
+                        str(item.get("request_id")),
+                        _short_error(err),
+                    )
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the writer thread must outlive a bad moment of the store
+                log.exception("prediction log: flush failed; retrying")
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.flush()
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            empty = journal.pending() == 0
+            journal.close(remove_if_empty=empty)
+            if empty:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(journal_marks).where(journal_marks.c.journal == journal.name))
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def variant_stats(self, model_name: str, rollout_id: int, since: datetime | None = None) -> dict[str, VariantStats]:
@@ -187,6 +341,20 @@ class PredictionLog:
             meta[col] = meta[col].map(lambda v: None if v is None else json.loads(v))
         meta["at"] = pd.to_datetime(meta["at"], utc=True)
         return pd.concat([features, meta], axis=1).iloc[::-1].reset_index(drop=True)
+
+
+def _set_mark(conn: Any, name: str, last_entry: int) -> None:
+    """Record in the store transaction that wrote them how far journal ``name`` is in the store."""
+    moved = conn.execute(
+        update(journal_marks).where(journal_marks.c.journal == name).values(last_entry=last_entry, at=utcnow())
+    )
+    if moved.rowcount == 0:
+        conn.execute(insert(journal_marks).values(journal=name, last_entry=last_entry, at=utcnow()))
+
+
+def _short_error(err: Exception) -> str:
+    cause = getattr(err, "orig", None) or err
+    return f"{cause.__class__.__name__}: {str(cause).splitlines()[0][:300] if str(cause) else ''}"
 
 
 def _int() -> Any:

@@ -6,21 +6,33 @@ Writes are single transactions, so an interrupted command leaves either the old 
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import case, insert, select, update
+from sqlalchemy import case, delete, insert, select, update
 
 from core.errors import RequestError
-from core.store.schema import alias_events, as_utc, change_requests, get_engine, utcnow
+from core.store.schema import alias_events, as_utc, change_requests, get_engine, request_claims, utcnow
 
 RequestKind = Literal["hotfix", "major", "minor"]
-RequestStatus = Literal["queued", "running", "succeeded", "failed", "rejected"]
+RequestStatus = Literal["queued", "running", "succeeded", "failed", "rejected", "crashed", "cancelled"]
 REQUEST_KINDS: tuple[RequestKind, ...] = ("hotfix", "major", "minor")  # priority order
-REQUEST_STATUSES: tuple[RequestStatus, ...] = ("queued", "running", "succeeded", "failed", "rejected")
+REQUEST_STATUSES: tuple[RequestStatus, ...] = (
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "rejected",
+    "crashed",  # its process died while it ran (found by the next command on that host)
+    "cancelled",
+)
+RETRYABLE: tuple[RequestStatus, ...] = ("crashed", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -156,9 +168,104 @@ class ProjectStore:
                     .where(change_requests.c.id == candidate.id, change_requests.c.status == "queued")
                     .values(status="running", status_reason="", updated_at=utcnow())
                 ).rowcount
+                if updated == 1:  # who runs it, in the same transaction: a crash cannot leave a claim unowned
+                    host, pid, started = this_process()
+                    conn.execute(delete(request_claims).where(request_claims.c.request_id == candidate.id))
+                    conn.execute(
+                        insert(request_claims).values(
+                            request_id=candidate.id, host=host, pid=pid, pid_started=started, claimed_at=utcnow()
+                        )
+                    )
             if updated == 1:
                 return self.get(candidate.id)
         return None
+
+    def recover_crashed(self) -> list[ChangeRequest]:
+        """Mark ``crashed`` every running request whose claimant was a process on this host that is gone (killed,
+        crashed, the machine restarted), with the reason and the command that queues it again. Claims made on other
+        hosts are left alone: their process cannot be checked from here."""
+        host = socket.gethostname()
+        stmt = (
+            select(
+                change_requests.c.id, request_claims.c.pid, request_claims.c.pid_started, request_claims.c.claimed_at
+            )
+            .select_from(change_requests.join(request_claims, request_claims.c.request_id == change_requests.c.id))
+            .where(change_requests.c.status == "running", request_claims.c.host == host)
+        )
+        with self._tx() as conn:
+            running = conn.execute(stmt).all()
+        crashed = []
+        for request_id, pid, started, claimed_at in running:
+            if process_alive(pid, started):
+                continue
+            reason = (
+                f"interrupted: the process that ran it (pid {pid} on {host}, claimed "
+                f"{as_utc(claimed_at):%Y-%m-%d %H:%M:%S} UTC) is gone; nothing was registered for it unless the "
+                f"registry says so. Run `mlops request retry {request_id}` to queue it again, or "
+                f"`mlops request cancel {request_id}`."
+            )
+            with self._tx() as conn:
+                moved = conn.execute(
+                    update(change_requests)
+                    .where(change_requests.c.id == request_id, change_requests.c.status == "running")
+                    .values(status="crashed", status_reason=reason, updated_at=utcnow())
+                ).rowcount
+            if moved:
+                crashed.append(self.get(request_id))
+        return crashed
+
+    def retry(self, request_id: int, actor: str) -> ChangeRequest:
+        """Queue a crashed, failed or cancelled request again (same id, same overrides)."""
+        self.recover_crashed()
+        current = self.get(request_id)
+        if current.status not in RETRYABLE:
+            raise RequestError(
+                f"change request #{request_id} is {current.status}; only {', '.join(RETRYABLE)} requests can be "
+                "retried." + (" It is running now: let it finish, or cancel it." if current.status == "running" else "")
+            )
+        return self._move(request_id, current.status, "queued", f"queued again by {actor} (was {current.status})")
+
+    def cancel(self, request_id: int, actor: str) -> ChangeRequest:
+        """Take a queued or crashed request off the queue for good; a running one must be stopped first."""
+        self.recover_crashed()
+        current = self.get(request_id)
+        if current.status == "running":
+            with self._tx() as conn:
+                claim = conn.execute(select(request_claims).where(request_claims.c.request_id == request_id)).first()
+            where = f" by pid {claim.pid} on {claim.host}" if claim is not None else ""
+            raise RequestError(
+                f"change request #{request_id} is being run{where}; stop that process (Ctrl-C) and run "
+                f"`mlops request cancel {request_id}` again."
+            )
+        if current.status not in ("queued", "crashed"):
+            raise RequestError(
+                f"change request #{request_id} is {current.status}; it is not queued, nothing to cancel."
+            )
+        return self._move(request_id, current.status, "cancelled", f"cancelled by {actor} (was {current.status})")
+
+    def add_reason(self, request_id: int, text: str) -> ChangeRequest:
+        """Append a sentence to the request's status reason (what recovery found), keeping what was there."""
+        current = self.get(request_id)
+        with self._tx() as conn:
+            conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id)
+                .values(status_reason=f"{current.status_reason} {text}".strip(), updated_at=utcnow())
+            )
+        return self.get(request_id)
+
+    def _move(self, request_id: int, before: str, after: str, reason: str) -> ChangeRequest:
+        with self._tx() as conn:
+            moved = conn.execute(
+                update(change_requests)
+                .where(change_requests.c.id == request_id, change_requests.c.status == before)
+                .values(status=after, status_reason=reason, updated_at=utcnow())
+            ).rowcount
+        if moved != 1:
+            raise RequestError(
+                f"change request #{request_id} changed while this ran; look again with `mlops request show`."
+            )
+        return self.get(request_id)
 
     def finish(
         self,
@@ -200,6 +307,34 @@ class ProjectStore:
         with self._tx() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [AliasEvent(**{k: (as_utc(v) if k == "at" else v) for k, v in r.items() if k != "id"}) for r in rows]
+
+
+def this_process() -> tuple[str, int, str]:
+    """(host, pid, the pid's start time): what identifies a claimant even after its pid is reused."""
+    return socket.gethostname(), os.getpid(), _pid_started(os.getpid()) or "unknown"
+
+
+def process_alive(pid: int, started: str) -> bool:
+    """Whether the process that made a claim on this host still runs (same pid and the same start time)."""
+    now = _pid_started(pid)
+    return now is not None and (started == "unknown" or now == started)
+
+
+def _pid_started(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc (macOS): the pid exists, its start time is unknown
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            return "unknown"
+        return "unknown"
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields and fields[0] == "Z":  # a zombie has finished; only its parent has not collected it yet
+        return None
+    return fields[19] if len(fields) > 19 else "unknown"  # starttime, field 22 of /proc/<pid>/stat
 
 
 def _priority() -> Any:

@@ -95,6 +95,28 @@ feedback = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# Who claimed a running change request: host, pid and the pid's start time (so a reused pid is not mistaken for
+# the claimant). A request whose claimant is gone is marked ``crashed`` by the next command on that host.
+request_claims = Table(
+    "request_claims",
+    metadata,
+    Column("request_id", Integer, primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pid_started", String(32), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
+# How far each gateway journal has been drained into this store, written in the same transaction as the rows
+# (core/store/journal.py): a journal replayed after a crash skips what is already here.
+journal_marks = Table(
+    "journal_marks",
+    metadata,
+    Column("journal", String(64), primary_key=True),
+    Column("last_entry", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 # One row per rollout of a challenger; the gateway reads the live one to route, the rollout flow writes it.
 rollouts = Table(
     "rollouts",
