@@ -432,6 +432,7 @@ def _server(
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": {"fsGroup": 10001},  # the volume writable by the image's non-root user
                     "containers": [
                         {
                             "name": name.rsplit("-", 1)[-1],
