@@ -363,6 +363,12 @@ def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: di
         "mlflow", "server", "--host", "0.0.0.0", "--port", str(MLFLOW_PORT),
         "--backend-store-uri", "$(MLFLOW_DATABASE_URL)",
         "--serve-artifacts", "--artifacts-destination", "/var/lib/mlflow-artifacts",
+        # MLflow 3 refuses Host headers it does not know (DNS-rebinding protection): allow the Service's names
+        "--allowed-hosts", ",".join(
+            f"{host}{port}"
+            for host in (f"{name}-mlflow", f"{name}-mlflow.{target.namespace}", f"{name}-mlflow.{target.namespace}.svc")
+            for port in ("", f":{MLFLOW_PORT}")
+        ),
     ]  # fmt: skip
     pvc = {
         "apiVersion": "v1",
@@ -432,6 +438,7 @@ def _server(
                 "metadata": {"labels": labels},
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "securityContext": {"fsGroup": 10001},  # the volume writable by the image's non-root user
                     "containers": [
                         {
                             "name": name.rsplit("-", 1)[-1],

@@ -4,13 +4,14 @@ container serves the new champion, and `down` leaves nothing running."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deployments.serve import free_port
@@ -31,12 +32,53 @@ def _sql(statement: str) -> None:
     conn.close()
 
 
-def test_the_compose_stack_runs_the_lifecycle_and_serves(image: str, tmp_path: Path) -> None:
+@pytest.fixture
+def postgres_on_the_bridge() -> Iterator[int]:
+    """A TCP forwarder on the host's Docker-bridge address to the machine's PostgreSQL (which listens on 127.0.0.1
+    only), so containers reach it as host.docker.internal; yields its port."""
+    import asyncio
+    import threading
+
+    bridge = json.loads(
+        subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True, text=True).stdout
+    )
+    device = bridge[0]["Options"].get("com.docker.network.bridge.name", "docker0")
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", device], capture_output=True, text=True).stdout.split()
+    address = shown[shown.index("inet") + 1].split("/")[0]  # what host.docker.internal:host-gateway resolves to
+    loop = asyncio.new_event_loop()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", 5432)
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+
+    server = loop.run_until_complete(asyncio.start_server(handle, address, 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield server.sockets[0].getsockname()[1]
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+
+
+def test_the_compose_stack_runs_the_lifecycle_and_serves(
+    image: str, tmp_path: Path, postgres_on_the_bridge: int
+) -> None:
     project = f"mlops{uuid.uuid4().hex[:6]}"
     databases = {key: f"{project}_{key.lower()}" for key in ("MLOPS_DB", "MLFLOW_DB", "PREFECT_DB")}
     for db in databases.values():
         _sql(f"CREATE DATABASE {db}")
-    ports = {key: str(free_port()) for key in ("MLFLOW_PORT", "PREFECT_PORT", "GATEWAY_PORT")}
+    ports = {"GATEWAY_PORT": str(free_port())}
+    bridge_pg = f"postgresql://postgres@host.docker.internal:{postgres_on_the_bridge}/test"
     env_file = tmp_path / ".env"
     env_file.write_text(
         "\n".join(
@@ -45,11 +87,10 @@ def test_the_compose_stack_runs_the_lifecycle_and_serves(image: str, tmp_path: P
                 "MLOPS_IMAGE": image,
                 "POSTGRES_USER": "postgres",
                 "POSTGRES_PASSWORD": "unused-with-trust-auth",
-                "POSTGRES_HOST": "127.0.0.1",
-                "MLFLOW_HOST": "127.0.0.1",
-                "PREFECT_HOST": "127.0.0.1",
+                "POSTGRES_HOST": "host.docker.internal",
+                "POSTGRES_PORT": str(postgres_on_the_bridge),
                 "PREFECT_AUTH": "admin:compose-test",
-                "MLOPS_DATABASE_CHECK_URL": ADMIN,
+                "MLOPS_DATABASE_CHECK_URL": bridge_pg,
                 **databases,
                 **ports,
             }.items()
@@ -71,14 +112,20 @@ def test_the_compose_stack_runs_the_lifecycle_and_serves(image: str, tmp_path: P
         submit = run("exec", "-T", "worker", "mlops", "request", "submit", "--kind", "major", "--title", "Compose")
         assert submit.returncode == 0, submit.stderr[-2000:]
         flow = run("exec", "-T", "worker", "prefect", "deployment", "run", "lifecycle/lifecycle", "--watch")
-        assert flow.returncode == 0 and "Completed" in flow.stdout, flow.stdout[-3000:] + flow.stderr[-2000:]
+        requests = run("exec", "-T", "worker", "mlops", "request", "list", "--json").stdout
+        assert flow.returncode == 0 and "Completed" in flow.stdout, flow.stdout[-1500:] + requests[-2000:]
         url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
         ready = wait_ready(url)
         assert ready is not None and ready.status_code == 200, run("logs", "--tail", "50", "gateway").stdout[-3000:]
         answer = predict_one(url)
         assert answer["semver"] == "1.0.0"
-        unauthenticated = httpx.post(f"http://127.0.0.1:{ports['PREFECT_PORT']}/api/flows/filter", json={}, timeout=5)
-        assert unauthenticated.status_code == 401  # the Prefect server takes credentials
+        probe = (
+            "import urllib.request, urllib.error\n"
+            "try: urllib.request.urlopen(urllib.request.Request('http://prefect:4200/api/flows/filter', data=b'{}'))\n"
+            "except urllib.error.HTTPError as e: print(e.code)"
+        )
+        unauthenticated = run("exec", "-T", "worker", "python", "-c", probe)
+        assert unauthenticated.stdout.strip() == "401"  # the Prefect server takes credentials
     finally:
         down = run("down", "-v", "--remove-orphans")
         for db in databases.values():
