@@ -4,12 +4,14 @@ answers checked before they are returned."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from core.store.predictions import encode_value
 from deployments.model_loading import ModelHandle
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
@@ -85,6 +87,23 @@ def check_output(pred: Any, n: int) -> list[Any]:
             raise ValueError(f"model returned an invalid prediction {v!r}")
         out.append(v)
     return out
+
+
+def label_error(label: Any, problem_type: str, classes: list[Any] | None) -> str | None:
+    """Why ``label`` cannot be a true value of the target, or None. Regression: a finite number. Classification: one
+    of the classes the loaded models know, compared in the prediction log's canonical form (so ``1`` and ``1.0``
+    are the same class, ``"1"`` and ``true`` are not); any scalar when no model lists its classes."""
+    if problem_type == "regression":
+        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            return f"expected a finite number (the target of a regression model), got {label!r}"[:200]
+        return None
+    if label is None or not isinstance(label, str | int | float | bool):
+        return f"expected a class label (a string, number or boolean), got {label!r}"[:200]
+    if classes is not None:
+        known = {encode_value(c) for c in classes}
+        if encode_value(label) not in known:
+            return f"expected one of the model's classes {classes!r}, got {label!r}"[:200]
+    return None
 
 
 def parse_json(body: bytes) -> Any:

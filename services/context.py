@@ -81,6 +81,6 @@ def open_context(
         mlflow=client,
         store=store,
         rollouts=RolloutStore(settings.store_url),
-        predictions=PredictionLog(settings.store_url),
+        predictions=PredictionLog(settings.store_url, corrections=settings.feedback_corrections),
         registry=ModelRegistry(config.model_name, store, client),
     )
