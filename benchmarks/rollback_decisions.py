@@ -13,6 +13,12 @@ the naive plug-in SPRT that substitutes the champion's observed accuracy for the
 that maximises the likelihood over the champion's accuracy instead of averaging it (both argued against in the
 ``docs/statistics.md``; the figures show why).
 
+A second table evaluates every strategy the way a rollout now runs it, after *every* label whichever model it went
+to, stopping at the first decision: the canary at 5% and 10% and shadow mode with the sequential test (shadow: every
+label judges both models on the same input, so their outcomes are correlated), the A/B split with its always-valid
+interval (``statistics.always_valid``; abort below 0, promote above 0 or above ``-min_effect``, after 100 labels per
+arm), and, for reference, the A/B rule it replaced (a fixed-horizon z-test re-run at every look).
+
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/rollback_decisions.py [--rollouts 1000] [--seed 0]
@@ -228,6 +234,197 @@ def summarise(scenario: Scenario, rollouts: int, max_labels: int, rng: np.random
     return row
 
 
+# ---- every strategy, evaluated after every label ----------------------------------------------------------------
+AB_MIN_LABELS = 100  # per arm before the A/B's first verdict (the shipped config's min_labels)
+SHADOW_CROSS = 0.30  # P(challenger right | champion wrong) in shadow mode, where both models judge the same inputs
+
+
+@dataclass(frozen=True)
+class EveryLabel:
+    """A strategy whose decision is re-evaluated after every label, whichever model it went to."""
+
+    strategy: str  # canary | ab | shadow | ab-fixed-horizon (the replaced A/B rule, for reference)
+    share: float  # probability that a label belongs to the challenger (shadow: every label judges both)
+    champion: float
+    challenger: float
+
+    @property
+    def name(self) -> str:
+        return "worse" if self.challenger < self.champion else "equal"
+
+    @property
+    def traffic(self) -> str:
+        if self.strategy == "shadow":
+            return "shadow (paired)"
+        if self.strategy.startswith("ab"):
+            return "A/B 50/50"
+        return f"canary {self.share:.0%}"
+
+
+EVERY_LABEL = [
+    EveryLabel("canary", 0.10, CHAMPION, WORSE),
+    EveryLabel("canary", 0.10, CHAMPION, CHAMPION),
+    EveryLabel("canary", 0.05, CHAMPION, WORSE),
+    EveryLabel("canary", 0.05, CHAMPION, CHAMPION),
+    EveryLabel("ab", 0.50, CHAMPION, WORSE),
+    EveryLabel("ab", 0.50, CHAMPION, CHAMPION),
+    EveryLabel("shadow", 1.0, CHAMPION, WORSE),
+    EveryLabel("shadow", 1.0, CHAMPION, CHAMPION),
+    EveryLabel("ab-fixed-horizon", 0.50, CHAMPION, CHAMPION),
+]
+
+
+def _ab_codes(s1: Floats, n1: Floats, s2: Floats, n2: Floats) -> Codes:
+    """The A/B rule of ``rollout_policy``: the always-valid interval for challenger - champion below 0: abort; above 0
+    or above -min_effect: promote (here PASS); both arms need AB_MIN_LABELS first."""
+
+    def var(k: Floats, n: Floats) -> Floats:
+        p = (k + 1.0) / (n + 2.0)
+        out: Floats = p * (1.0 - p) / np.maximum(n, 1.0)
+        return out
+
+    v = var(s1, n1) + var(s2, n2)
+    t2 = TEST.min_effect**2  # the same interval as statistics.always_valid.half_width, vectorised
+    half = np.sqrt(v * (v + t2) / t2 * (2 * math.log(1 / TEST.alpha) + np.log((v + t2) / v)))
+    diff = s1 / np.maximum(n1, 1.0) - s2 / np.maximum(n2, 1.0)
+    ready = (n1 >= AB_MIN_LABELS) & (n2 >= AB_MIN_LABELS)
+    codes = np.full(diff.shape, CONTINUE, dtype=np.int8)
+    codes[ready & (diff - half > -TEST.min_effect)] = PASS
+    codes[ready & (diff + half < 0)] = ABORT
+    return codes
+
+
+def _ab_fixed_horizon_codes(s1: Floats, n1: Floats, s2: Floats, n2: Floats) -> Codes:
+    """The A/B rule this replaces, for reference: a pooled two-proportion z-test at 95% re-run at every look (abort on
+    a significant loss, promote on a significant win), next to the sequential quality test (abort / promote)."""
+    from scipy import stats
+
+    pooled = (s1 + s2) / np.maximum(n1 + n2, 1.0)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / np.maximum(n1, 1.0) + 1 / np.maximum(n2, 1.0)))
+    diff = s1 / np.maximum(n1, 1.0) - s2 / np.maximum(n2, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        significant = (se > 0) & (2 * stats.norm.sf(np.abs(diff) / np.where(se > 0, se, 1.0)) < 0.05)
+    ready = (n1 >= AB_MIN_LABELS) & (n2 >= AB_MIN_LABELS)
+    sprt = TEST.decision_codes(s1, n1, s2, n2)
+    codes = np.full(diff.shape, CONTINUE, dtype=np.int8)
+    codes[(ready & significant & (diff > 0)) | ((sprt == PASS) & (n1 >= AB_MIN_LABELS))] = PASS
+    codes[(ready & significant & (diff < 0)) | (sprt == ABORT)] = ABORT
+    return codes
+
+
+def simulate_every_label(
+    scenario: EveryLabel, rollouts: int, max_events: int, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """Labels arrive one at a time; the decision is evaluated after each and the first abort or pass stops the
+    rollout. Returns challenger labels and all labels used, and the decision code."""
+    decide: Callable[[Floats, Floats, Floats, Floats], Codes] = {
+        "canary": TEST.decision_codes,
+        "shadow": TEST.decision_codes,
+        "ab": _ab_codes,
+        "ab-fixed-horizon": _ab_fixed_horizon_codes,
+    }[scenario.strategy]
+    used_chall = np.zeros(rollouts, dtype=np.int64)
+    used_all = np.full(rollouts, max_events, dtype=np.int64)
+    decision = np.full(rollouts, CONTINUE, dtype=np.int8)
+    s1, n1, s2, n2 = (np.zeros(rollouts) for _ in range(4))
+    active = np.arange(rollouts)
+    done, block = 0, 64
+    while active.size and done < max_events:
+        k, width = active.size, min(block, max_events - done)
+        if scenario.strategy == "shadow":  # every label judges both models on the same input: correlated outcomes
+            champ_ok = rng.random((rollouts, width)) < scenario.champion
+            right_if_right = (scenario.challenger - SHADOW_CROSS * (1 - scenario.champion)) / scenario.champion
+            chall_ok = np.where(
+                champ_ok, rng.random((rollouts, width)) < right_if_right, rng.random((rollouts, width)) < SHADOW_CROSS
+            )[active]
+            champ_ok = champ_ok[active]
+            to_chall = np.ones((k, width), dtype=bool)
+            to_champ = to_chall
+        else:
+            to_chall = (rng.random((rollouts, width)) < scenario.share)[active]
+            ok = rng.random((rollouts, width))[active]
+            chall_ok = to_chall & (ok < scenario.challenger)
+            champ_ok = ~to_chall & (ok < scenario.champion)
+            to_champ = ~to_chall
+        c_s1 = s1[active, None] + np.cumsum(chall_ok & to_chall, axis=1)
+        c_n1 = n1[active, None] + np.cumsum(to_chall, axis=1)
+        c_s2 = s2[active, None] + np.cumsum(champ_ok & to_champ, axis=1)
+        c_n2 = n2[active, None] + np.cumsum(to_champ, axis=1)
+        codes = decide(c_s1, c_n1, c_s2, c_n2)
+        stopped = codes != CONTINUE
+        hit = stopped.any(axis=1)
+        first = stopped.argmax(axis=1)[hit]
+        rows = active[hit]
+        decision[rows] = codes[hit, first]
+        used_all[rows] = done + first + 1
+        used_chall[rows] = c_n1[hit, first].astype(np.int64)
+        s1[active], n1[active], s2[active], n2[active] = c_s1[:, -1], c_n1[:, -1], c_s2[:, -1], c_n2[:, -1]
+        used_chall[active[~hit]] = c_n1[~hit, -1].astype(np.int64)
+        active = active[~hit]
+        done += width
+        block = min(block * 2, 512)
+    return used_chall, used_all, decision
+
+
+def summarise_every_label(scenario: EveryLabel, rollouts: int, max_events: int, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    traffic = [round(x * 1000) for x in (scenario.champion, scenario.challenger, scenario.share)]
+    rng = np.random.default_rng([seed, 7, *traffic, len(scenario.strategy)])
+    used_chall, used_all, decision = simulate_every_label(scenario, rollouts, max_events, rng)
+    wald = wald_expected_sample_size(CHAMPION, WORSE, TEST.alpha, TEST.beta)
+    aborted = decision == ABORT
+    n_abort = int(aborted.sum())
+    low, high = wilson_interval(n_abort, rollouts, 0.95)
+    to_abort = used_chall[aborted]
+    row: dict[str, Any] = {
+        "scenario": scenario.name,
+        "strategy": scenario.strategy,
+        "traffic": scenario.traffic,
+        "champion_accuracy": scenario.champion,
+        "challenger_accuracy": scenario.challenger,
+        "rollouts": rollouts,
+        "aborted": n_abort,
+        "passed": int((decision == PASS).sum()),
+        "continue_at_cap": int((decision == CONTINUE).sum()),
+        "abort_rate": n_abort / rollouts,
+        "abort_rate_ci95": [low, high],
+        "challenger_labels_to_abort_mean": float(to_abort.mean()) if n_abort else None,
+        "challenger_labels_to_abort_se": float(to_abort.std(ddof=1) / math.sqrt(n_abort)) if n_abort > 1 else None,
+        "all_labels_to_abort_mean": float(used_all[aborted].mean()) if n_abort else None,
+        "all_labels_to_decision_mean": float(used_all.mean()),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    if scenario.name == "worse" and n_abort:
+        row["ratio_abort_to_wald"] = row["challenger_labels_to_abort_mean"] / wald.under_h1
+    return row
+
+
+def markdown_every_label(rows: list[dict[str, Any]], wald_h1: float) -> str:
+    lines = [
+        "| Scenario | Strategy | Rollouts | Abort rate (95% CI) | Pass / promote | Undecided at cap "
+        f"| Challenger labels to abort (mean ± s.e.) | Ratio to Wald E[N\\|H1] = {wald_h1:.1f} "
+        "| All labels to abort | All labels to a decision |",
+        "|---|---|---:|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        low, high = r["abort_rate_ci95"]
+        name = f"{r['scenario']} ({r['champion_accuracy']:.2f} vs {r['challenger_accuracy']:.2f})"
+        strategy = r["traffic"] + (
+            " — replaced fixed-horizon rule (reference)" if r["strategy"] == "ab-fixed-horizon" else ""
+        )
+        labels = "–"
+        if r["challenger_labels_to_abort_mean"] is not None:
+            se = r["challenger_labels_to_abort_se"]
+            labels = f"{r['challenger_labels_to_abort_mean']:.1f}" + (f" ± {se:.1f}" if se is not None else "")
+        ratio = f"{r['ratio_abort_to_wald']:.2f}" if r.get("ratio_abort_to_wald") is not None else "–"
+        lines.append(
+            f"| {name} | {strategy} | {r['rollouts']} | {r['abort_rate']:.1%} ({low:.1%}–{high:.1%}) | {r['passed']} "
+            f"| {r['continue_at_cap']} | {labels} | {ratio} | {_fmt(r['all_labels_to_abort_mean'])} "
+            f"| {r['all_labels_to_decision_mean']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(value: float | None, spec: str = ".0f") -> str:
     return "–" if value is None else format(value, spec)
 
@@ -272,6 +469,15 @@ def main(argv: list[str] | None = None) -> int:
         "Monte-Carlo error (about 0.03 on the ratio, 0.7 points on the rate) is as large as the margins",
     )
     parser.add_argument("--max-labels", type=int, default=5000, help="challenger labels after which a rollout stops")
+    parser.add_argument(
+        "--every-label-rollouts",
+        type=int,
+        default=2000,
+        help="rollouts per canary row of the second table (every strategy, decided after every label; 0 skips it; "
+        "the A/B and shadow rows get 10,000): the statistic is evaluated about 2,000-3,700 times per canary rollout, "
+        "so 10,000 canary rollouts per row would take about half an hour on 2 cores",
+    )
+    parser.add_argument("--max-events", type=int, default=40000, help="labels after which an every-label run stops")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "rollback_decisions.json")
     args = parser.parse_args(argv)
     if args.rollouts < 200:
@@ -316,6 +522,39 @@ def main(argv: list[str] | None = None) -> int:
         f"(95% CI {equal['abort_rate_ci95'][0]:.1%}–{equal['abort_rate_ci95'][1]:.1%}; target <= 5%): "
         f"{'met' if checks['false_rollback_rate_le_0.05'] else 'NOT met'}"
     )
+    every_rows: list[dict[str, Any]] = []
+    if args.every_label_rollouts:
+        for scenario in EVERY_LABEL:
+            # the A/B interval is closed-form and shadow rollouts are short: those rows afford 10,000 rollouts
+            n = args.every_label_rollouts if scenario.strategy == "canary" else max(args.every_label_rollouts, 10000)
+            every_rows.append(summarise_every_label(scenario, n, args.max_events, args.seed))
+            print(
+                f"  {scenario.traffic} {scenario.strategy} {scenario.name}: {every_rows[-1]['seconds']} s", flush=True
+            )
+        every_table = markdown_every_label(every_rows, wald.under_h1)
+        print()
+        print(every_table)
+        print()
+        production = [r for r in every_rows if r["strategy"] != "ab-fixed-horizon"]
+        checks["every_label_false_rollback_le_alpha"] = all(
+            r["abort_rate"] <= TEST.alpha for r in production if r["scenario"] == "equal"
+        )
+        checks["every_label_canary_ratio_le_1.3"] = all(
+            (r.get("ratio_abort_to_wald") or math.inf) <= TARGET_RATIO
+            for r in production
+            if r["scenario"] == "worse" and r["strategy"] == "canary"
+        )
+        print(
+            "Every label: largest false-rollback rate of an equal challenger "
+            f"{max(r['abort_rate'] for r in production if r['scenario'] == 'equal'):.1%} (alpha {TEST.alpha:.0%}); "
+            "canary ratios to Wald "
+            + ", ".join(
+                f"{r['traffic']} {r['ratio_abort_to_wald']:.2f}"
+                for r in production
+                if r["scenario"] == "worse" and r["strategy"] == "canary"
+            )
+        )
+    elapsed = time.perf_counter() - started
     per_target = max(args.rollouts, args.target_rollouts)
     print(
         f"{len(SCENARIOS)} scenarios, {args.rollouts} rollouts each ({per_target} for the canary-10% rows), "
@@ -328,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             [".venv/bin/python benchmarks/rollback_decisions.py", f"--rollouts {args.rollouts}", f"--seed {args.seed}"]
             + ([f"--target-rollouts {args.target_rollouts}"] if args.target_rollouts != 10000 else [])
             + ([f"--max-labels {args.max_labels}"] if args.max_labels != 5000 else [])
+            + ([f"--every-label-rollouts {args.every_label_rollouts}"] if args.every_label_rollouts != 2000 else [])
         ),
         "seed": args.seed,
         "rollouts_per_scenario": args.rollouts,
@@ -352,6 +592,14 @@ def main(argv: list[str] | None = None) -> int:
         "checks": checks,
         "scenarios": rows,
         "markdown": table,
+        "every_label": {
+            "rollouts_per_row": args.every_label_rollouts,
+            "max_labels": args.max_events,
+            "ab_min_labels_per_arm": AB_MIN_LABELS,
+            "shadow_p_challenger_right_if_champion_wrong": SHADOW_CROSS,
+            "rows": every_rows,
+            "markdown": markdown_every_label(every_rows, wald.under_h1) if every_rows else "",
+        },
         "seconds": round(elapsed, 2),
         "python": platform.python_version(),
         "numpy": np.__version__,

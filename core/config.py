@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.errors import ConfigError
 
@@ -179,13 +179,41 @@ class ValidationConfig(_Strict):
 
 
 class QualityGuardConfig(_Strict):
+    """The sequential test on labelled feedback: accuracy for classifiers, absolute error for regressors."""
+
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Largest false-rollback probability accepted.")
     beta: float = Field(default=0.2, gt=0, lt=0.5, description="Largest chance of missing a real degradation.")
-    min_effect: float = Field(default=0.05, gt=0, lt=1, description="Accuracy drop worth rolling back for.")
+    min_effect: float = Field(
+        default=0.05,
+        gt=0,
+        description="Classifiers: the accuracy drop worth rolling back for (a fraction, < 1). Regressors: the "
+        "increase in mean absolute error worth rolling back for, in the target's units (see min_effect_ratio).",
+    )
+    min_effect_ratio: float | None = Field(
+        default=None,
+        gt=0,
+        description="Regressors only: state the effect as a ratio of the champion's mean absolute error instead "
+        "(0.1 = 10% worse); overrides min_effect for them.",
+    )
 
 
 class RolloutConfig(_Strict):
-    """How a challenger meets real traffic, and what makes it promoted or rolled back."""
+    """How a challenger meets real traffic, and what makes it promoted or rolled back.
+
+    Guards, checked at every evaluation of every strategy (any one rolls back):
+
+    - errors: a sequential test on the challenger's failure rate (exceptions, invalid answers and deadline misses)
+      against the champion's, rolling back at ``max_error_rate_increase`` points worse. Minimum evidence: never on
+      fewer than ``min_error_events`` challenger failures, however few the champion has (a zero baseline is no
+      exception).
+    - latency: the two variants' latencies compared under the same conditions: each challenger answer is paired with
+      the nearest champion answer started within a second of it (in shadow mode: the champion's answer to the same
+      request), and the challenger is rolled back once an always-valid test (a mixture sequential test, Ville's
+      inequality) shows that more than half of its answers took longer than ``max_latency_ratio`` times the paired
+      champion answer *and* ``min_latency_increase_ms`` more. The false-rollback rate under continuous monitoring is
+      at most ``quality.alpha`` for a challenger exactly at that limit, and far lower for an equally fast one,
+      whatever the host's load; at least 20 pairs are needed.
+    """
 
     strategy: Literal["canary", "ab", "shadow"] = "canary"
     steps: list[float] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0], min_length=1)
@@ -194,13 +222,29 @@ class RolloutConfig(_Strict):
     ab_split: float = Field(default=50.0, gt=0, lt=100, description="Percent to the challenger in an A/B test.")
     min_labels: int = Field(default=200, ge=1, description="Labelled challenger answers needed to promote.")
     max_error_rate_increase: float = Field(default=0.02, gt=0, lt=1)
-    max_latency_ratio: float = Field(default=1.5, gt=1, description="Challenger p95 latency over the champion's.")
+    min_error_events: int = Field(
+        default=5,
+        ge=1,
+        description="The error guard never rolls back on fewer challenger failures than this, whatever the "
+        "champion's count (a handful of events against a zero baseline is not evidence).",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        gt=1,
+        description="Latency guard: a challenger answer slower than this times the paired champion's...",
+    )
     min_latency_increase_ms: float = Field(
-        default=5.0, ge=0, description="...and by at least this much, so 1.0 vs 1.6 ms noise does not roll back."
+        default=5.0, ge=0, description="...and by at least this much counts as too slow, so 1.0 vs 1.6 ms is noise."
     )
     quality: QualityGuardConfig = QualityGuardConfig()
     max_duration_seconds: float = Field(default=7200, gt=0, description="Then the rollout pauses for a person.")
-    challenger_timeout_ms: float = Field(default=250, gt=0)
+    deadline_ms: float | None = Field(
+        default=250,
+        gt=0,
+        validation_alias=AliasChoices("deadline_ms", "challenger_timeout_ms"),
+        description="During a rollout, an answer later than this is a timeout, for both variants alike; the other "
+        "variant answers instead. null: no deadline for either. (challenger_timeout_ms is read as this.)",
+    )
 
     @model_validator(mode="after")
     def _check_steps(self) -> RolloutConfig:
@@ -308,6 +352,14 @@ class ProjectConfig(_Strict):
     def _check_split(self) -> ProjectConfig:
         if self.split.method == "time" and not self.data.time_column:
             raise ValueError("split.method 'time' needs data.time_column")
+        quality = self.rollout.quality
+        if self.evaluation.problem_type == "classification" and quality.min_effect >= 1:
+            raise ValueError(
+                f"rollout.quality.min_effect is an accuracy drop for a classifier, a fraction below 1 "
+                f"(got {quality.min_effect}); use for example 0.05"
+            )
+        if self.evaluation.problem_type == "classification" and quality.min_effect_ratio is not None:
+            raise ValueError("rollout.quality.min_effect_ratio applies to regression models only; remove it")
         return self
 
     def resolve(self, path: str) -> Path:

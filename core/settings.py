@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(
         default=None, description="Dask scheduler the search's trials run on (MLOPS_DASK_ADDRESS); unset: a local one."
     )
+    feedback_token: str | None = Field(
+        default=None,
+        description="Bearer token that POST /v1/feedback requires (MLOPS_FEEDBACK_TOKEN), separate from the admin "
+        "token so label senders cannot approve rollouts; unset: feedback needs no credential.",
+    )
+    feedback_corrections: bool = Field(
+        default=False,
+        description="MLOPS_FEEDBACK_CORRECTIONS=true: a second label for a request id replaces the first (the last "
+        "one counts, once). Off: a second label is refused with 409.",
+    )
     webhook_url: str | None = Field(
         default=None, description="Where notices are POSTed as JSON (MLOPS_WEBHOOK_URL); unset: Prefect events only."
     )

@@ -6,11 +6,17 @@ Endpoints: ``POST /v1/predict``, ``POST /v1/feedback``, ``GET /healthz``, ``GET 
 Design points:
 - Models come only from the configured MLflow registry, by alias, and are swapped in place when an alias moves
   (load the new model first, then replace one reference): in-flight requests finish on the model they started on.
-- With no rollout the champion answers through an adaptive batcher (``Batcher``): requests that arrive while a
-  predict runs share the next predict call (8 rows cost what 1 row costs). During a rollout both variants run in
-  one small thread pool (so their latencies are comparable) and the challenger has a deadline: a hanging or failing
-  challenger costs the caller one timeout at most and then the champion's answer. A circuit breaker stops sending
-  to a failing variant.
+- Each variant answers through its own adaptive batcher (``Batcher``): requests that arrive while a predict runs
+  share the next predict call (8 rows cost what 1 row costs), with or without a rollout, and a hanging variant
+  holds up only its own queue. Both variants share one thread pool, so their latencies are measured under the same
+  conditions.
+- During a rollout the deadline (``rollout.deadline_ms``) applies to both variants alike: an answer later than it
+  is recorded as a ``timeout`` (with the deadline, the elapsed time and the host's load), an exception or an
+  invalid answer as an ``error`` (with its type and message), and the other variant answers instead. A circuit
+  breaker stops sending to a failing variant.
+- Request ids carry 128 random bits (one ``os.urandom`` call per request; its records add ``-<index>``). Feedback
+  is accepted only for ids this gateway answered (recent ids in memory, older ones in the prediction log), once per
+  id unless corrections are on, and only with a label of the model's target type.
 - ``POST /v1/predict`` and ``/v1/feedback`` are answered by a small ASGI front (``GatewayApp``); the other endpoints
   are a FastAPI app behind it.
 - Invalid input is the caller's fault: 422 with field-level errors, never counted against a variant.
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import itertools
 import logging
+import math
+import os
 import threading
-import uuid
+import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,14 +43,16 @@ from core.names import CHALLENGER, CHAMPION
 from core.notify import notify
 from core.store.predictions import encode_value
 from core.store.rollouts import Rollout
+from core.store.schema import utcnow
 from deployments.batching import Batcher, timed_predict
-from deployments.inputs import check_output, records_frame, validate_records
+from deployments.inputs import label_error, records_frame, validate_records
 from deployments.metrics import Metrics
 from deployments.model_loading import ModelHandle, load_handle
 from deployments.router import CircuitBreaker, choose_variant
 from services.context import ProjectContext
 
 log = logging.getLogger("mlops.gateway")
+LAST_RESORT_SECONDS = 30.0  # the longest a caller waits for the only variant left to answer
 
 
 class Gateway:
@@ -57,6 +67,7 @@ class Gateway:
         max_body_bytes: int = 1_000_000,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 30.0,
+        recent_ids: int = 200_000,
     ) -> None:
         config = context.config
         self.context = context
@@ -65,7 +76,10 @@ class Gateway:
         self.token = token or context.settings.gateway_token or None
         self.poll_interval = poll_interval
         self.max_body_bytes = max_body_bytes
-        self.challenger_timeout = config.rollout.challenger_timeout_ms / 1000.0
+        deadline_ms = config.rollout.deadline_ms
+        self.deadline = None if deadline_ms is None else deadline_ms / 1000.0
+        self.feedback_token = context.settings.feedback_token or None
+        self.corrections = context.settings.feedback_corrections
         self.client = context.mlflow
         self.rollouts = context.rollouts
         self.log = context.predictions
@@ -75,17 +89,20 @@ class Gateway:
         self.rollout: Rollout | None = None
         self.metrics = Metrics()
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="model")
-        self.batcher = Batcher(self.executor)
+        self.batchers = {v: Batcher(self.executor) for v in (CHAMPION, CHALLENGER)}
         self._shadow_in_flight = 0
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_lock = threading.Lock()
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
         self._refresh_lock = threading.Lock()
         self.last_refresh_error: str | None = None
-        # request ids: a random per-process prefix and a counter (unique across gateways and restarts, and about
-        # 10x cheaper than a uuid4 per record, which reads the OS entropy pool every time)
-        self._id_prefix = uuid.uuid4().hex[:16]
-        self._id_counter = itertools.count()
+        # Ids answered recently (id -> model version) and labels received recently (id -> encoded label): feedback
+        # is checked here first, because the prediction log reaches the store in batches off the request path.
+        self.recent_ids = recent_ids
+        self._issued: OrderedDict[str, str] = OrderedDict()
+        self._labelled: OrderedDict[str, str] = OrderedDict()
+        self._label_classes: list[Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -129,8 +146,10 @@ class Gateway:
                 elif (current is None or current.version != version) and (alias, version) not in self.refused:
                     handle = self._load(alias, version)
                     if handle is not None:
+                        warm_up(handle)
                         handles[alias] = handle
                         log.info("loaded %s = v%s (%s)", alias, handle.version, handle.semver)
+            self._label_classes = label_classes(handles.values())
             self.handles = handles  # one reference swap: requests in flight keep the handle they took
             self.metrics.model_info.clear()
             for alias, h in handles.items():
@@ -164,8 +183,11 @@ class Gateway:
         return None
 
     # ---- serving ---------------------------------------------------------------------------------------------
-    def new_id(self) -> str:
-        return f"{self._id_prefix}{next(self._id_counter):016x}"
+    @staticmethod
+    def new_ids(n: int) -> list[str]:
+        """Unguessable request ids: 128 random bits per request (one system call), ``-<i>`` per record."""
+        base = os.urandom(16).hex()
+        return [base] if n == 1 else [f"{base}-{i}" for i in range(n)]
 
     def _challenger_for(self, rollout: Rollout | None, handles: dict[str, ModelHandle]) -> ModelHandle | None:
         challenger = handles.get(CHALLENGER)
@@ -182,28 +204,50 @@ class Gateway:
         schema_of = champion or challenger
         assert schema_of is not None
         validate_records(records, schema_of)  # raises InvalidInput: the caller's fault, no variant charged
-        ids = [self.new_id() for _ in records]
+        ids = self.new_ids(len(records))
         weight = rollout.served_weight if rollout else 0.0
         primary = choose_variant(weight, routing_key, salt=str(rollout.id) if rollout else "")
-        order = (
-            [(CHALLENGER, challenger), (CHAMPION, champion)]
-            if primary == CHALLENGER
-            else [(CHAMPION, champion), (CHALLENGER, challenger)]
-        )
+        if rollout is not None and rollout.shadow:
+            order = [(CHAMPION, champion)]  # a shadow challenger's answer is never returned, not even as a fallback
+        elif primary == CHALLENGER:
+            order = [(CHALLENGER, challenger), (CHAMPION, champion)]
+        else:
+            order = [(CHAMPION, champion), (CHALLENGER, challenger)]
         rollout_id = rollout.id if rollout else None
-        for variant, handle in order:
+        for position, (variant, handle) in enumerate(order):
             if handle is None or not self.breakers[variant].allow():
                 continue
+            # The deadline applies to both variants alike; the last variant able to answer is waited for (up to
+            # LAST_RESORT_SECONDS), because a late answer serves the caller better than a 503. In shadow mode
+            # neither can stand in for the other, so both the answer and the shadow copy get LAST_RESORT_SECONDS.
+            rest = order[position + 1 :]
+            fallback = any(h is not None and self.breakers[v].available() for v, h in rest)
+            # the fast path (no rollout) has no deadline
+            deadline = None if rollout is None else self.deadline if fallback else LAST_RESORT_SECONDS
+            started = time.perf_counter()
             try:
                 if handle.column_types != schema_of.column_types:
                     validate_records(records, handle)
-                preds, latency = await self._run(variant, handle, records, rollout)
+                preds, latency = await self._run(variant, handle, records, deadline)
             except Exception as err:
+                elapsed = (time.perf_counter() - started) * 1000.0
+                timed_out = isinstance(err, DeadlineMissed)
+                status = "timeout" if timed_out else "error"
+                detail = deadline_detail(deadline, elapsed) if timed_out else error_detail(err)
                 self.breakers[variant].failure()
                 self.metrics.breaker_open.labels(variant).set(1 if self.breakers[variant].state != "closed" else 0)
-                self.metrics.requests.labels(variant, "fallback").inc()
-                self._log_rows(ids, records, variant, handle, None, None, "fallback", 0, rollout_id)
-                log.warning("%s v%s failed (%s); trying the other variant", variant, handle.version, err)
+                self.metrics.requests.labels(variant, status).inc()
+                self._log_rows(
+                    ids, records, variant, handle, None, elapsed if timed_out else None, status, 0, rollout_id, detail
+                )
+                log.warning(
+                    "%s v%s %s (%s); %s",
+                    variant,
+                    handle.version,
+                    "missed its deadline" if timed_out else "failed",
+                    detail,
+                    "the other variant answers instead" if fallback else "no variant left to answer",
+                )
                 continue
             self.breakers[variant].success()
             self.metrics.breaker_open.labels(variant).set(0)
@@ -211,8 +255,9 @@ class Gateway:
             self.metrics.predictions.labels(variant).inc(len(preds))
             self.metrics.latency.labels(variant).observe(latency / 1000.0)
             self._log_rows(ids, records, variant, handle, preds, latency, "ok", 1, rollout_id)
+            self._remember(ids, handle.version)
             if rollout is not None and rollout.shadow and challenger is not None and variant == CHAMPION:
-                self._shadow(ids, records, challenger, rollout_id)
+                self._shadow(ids, records, challenger, rollout_id, LAST_RESORT_SECONDS)
             return {
                 "predictions": [
                     {
@@ -228,44 +273,57 @@ class Gateway:
         raise Unavailable("every model variant is failing or its circuit is open")
 
     async def _run(
-        self, variant: str, handle: ModelHandle, records: list[dict[str, Any]], rollout: Rollout | None
+        self, variant: str, handle: ModelHandle, records: list[dict[str, Any]], deadline: float | None
     ) -> tuple[list[Any], float]:
-        """Predict and return (answers, model time in ms).
+        """Predict through the variant's batcher and return (answers, model time in ms); past ``deadline`` seconds
+        (during a rollout, for both variants alike) raise ``TimeoutError``."""
+        call = self.batchers[variant].predict(handle, records)
+        if deadline is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, timeout=deadline)
+        except TimeoutError:
+            raise DeadlineMissed() from None
 
-        With no rollout the champion answers through the batcher (the fast path). During a rollout both variants run
-        in the same thread pool, so the latency guard compares the models under the same conditions; only the challenger
-        has a deadline, so a hanging challenger costs the caller one timeout and then the champion's answer.
-        """
-        if rollout is None:
-            return await self.batcher.predict(handle, records)
-        loop = asyncio.get_running_loop()
-        call = loop.run_in_executor(self.executor, timed_predict, handle.model, records_frame(records, handle))
-        timeout = self.challenger_timeout if variant == CHALLENGER else None
-        raw, latency = await asyncio.wait_for(call, timeout=timeout)
-        return check_output(raw, len(records)), latency
-
-    def _shadow(self, ids: list[str], records: list[Any], handle: ModelHandle, rollout_id: int | None) -> None:
+    def _shadow(
+        self,
+        ids: list[str],
+        records: list[Any],
+        handle: ModelHandle,
+        rollout_id: int | None,
+        deadline: float | None,
+    ) -> None:
         with self._shadow_lock:
-            if self._shadow_in_flight >= 8 or not self.breakers[CHALLENGER].allow():
+            if self._shadow_in_flight >= 64 or not self.breakers[CHALLENGER].allow():
                 return  # shadow scoring is best effort: never let it queue up behind real traffic
             self._shadow_in_flight += 1
 
-        def score() -> None:
+        async def score() -> None:
+            started = time.perf_counter()
             try:
-                raw, latency = timed_predict(handle.model, records_frame(records, handle))
-                preds = check_output(raw, len(records))
+                preds, latency = await self._run(CHALLENGER, handle, records, deadline)
                 self.breakers[CHALLENGER].success()
                 self.metrics.requests.labels(CHALLENGER, "shadow").inc()
                 self._log_rows(ids, records, CHALLENGER, handle, preds, latency, "shadow", 0, rollout_id)
-            except Exception:
+            except Exception as err:
+                elapsed = (time.perf_counter() - started) * 1000.0
+                timed_out = isinstance(err, DeadlineMissed)
+                status = "shadow_timeout" if timed_out else "shadow_error"
+                detail = deadline_detail(deadline, elapsed) if timed_out else error_detail(err)
                 self.breakers[CHALLENGER].failure()
-                self.metrics.requests.labels(CHALLENGER, "shadow_error").inc()
-                self._log_rows(ids, records, CHALLENGER, handle, None, None, "shadow_error", 0, rollout_id)
+                self.metrics.requests.labels(CHALLENGER, status).inc()
+                self._log_rows(
+                    ids, records, CHALLENGER, handle, None, elapsed if timed_out else None, status, 0, rollout_id,
+                    detail,
+                )  # fmt: skip
+                log.warning("shadow challenger v%s %s (%s)", handle.version, status.replace("shadow_", ""), detail)
             finally:
                 with self._shadow_lock:
                     self._shadow_in_flight -= 1
 
-        self.executor.submit(score)
+        task = asyncio.get_running_loop().create_task(score())
+        self._shadow_tasks.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._shadow_tasks.discard)
 
     def _log_rows(
         self,
@@ -278,7 +336,9 @@ class Gateway:
         status: str,
         served: int,
         rollout_id: int | None,
+        detail: str | None = None,
     ) -> None:
+        at = utcnow()  # one completion time per request: the latency guard pairs requests by start time
         # one durable journal commit for the request's rows, before its answer is returned
         self.log.record_many(
             [
@@ -293,17 +353,102 @@ class Gateway:
                     "prediction": None if preds is None else encode_value(preds[i]),
                     "latency_ms": latency,
                     "rollout_id": rollout_id,
+                    "detail": detail,
+                    "at": at,
                 }
                 for i, rid in enumerate(ids)
             ]
         )
 
+    # ---- feedback --------------------------------------------------------------------------------------------
+    def _remember(self, ids: list[str], version: str) -> None:
+        issued = self._issued
+        for rid in ids:
+            issued[rid] = version
+        while len(issued) > self.recent_ids:
+            issued.popitem(last=False)
+
+    def label_problem(self, label: Any) -> str | None:
+        """Why ``label`` cannot be a true value of this model's target, or None."""
+        return label_error(label, self.config.evaluation.problem_type, self._label_classes)
+
+    def known_locally(self, request_id: str) -> tuple[bool, str | None]:
+        """(answered recently by this process, the label that counts if one arrived here)."""
+        return request_id in self._issued, self._labelled.get(request_id)
+
+    def accept_label(self, request_id: str, label: Any) -> str | None:
+        """Store a label unless one already counts for ``request_id`` (corrections off); return the label that
+        already counts (refused) or None (stored). No await in here: the check and the write are one step."""
+        first = self._labelled.get(request_id)
+        if first is not None and not self.corrections:
+            return first
+        encoded = encode_value(label)
+        self._labelled[request_id] = encoded
+        self._labelled.move_to_end(request_id)
+        while len(self._labelled) > self.recent_ids:
+            self._labelled.popitem(last=False)
+        self.log.record_feedback(request_id, label)
+        return None
+
+    def note_stored_label(self, request_id: str, encoded: str) -> None:
+        if request_id not in self._labelled:
+            self._labelled[request_id] = encoded
+
     def authorized(self, request: Request) -> bool:
-        if not self.token:
-            return False
-        supplied = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return hmac.compare_digest(supplied.encode(), self.token.encode())
+        return bearer_matches(request.headers.get("authorization"), self.token)
+
+
+def bearer_matches(header: str | bytes | None, token: str | None) -> bool:
+    """``Authorization: Bearer <token>`` and nothing else, compared in constant time; False when no token is set."""
+    if not token or not header:
+        return False
+    value = header.decode("latin-1") if isinstance(header, bytes) else header
+    scheme, _, supplied = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(supplied.strip().encode(), token.encode())
+
+
+def error_detail(err: BaseException) -> str:
+    """An exception as the logs and the prediction log name it: type and message."""
+    message = str(err).strip()
+    return (f"{type(err).__name__}: {message}" if message else type(err).__name__)[:300]
+
+
+def deadline_detail(deadline: float | None, elapsed_ms: float) -> str:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    limit = "none" if deadline is None else f"{deadline * 1000:g} ms"
+    return f"deadline {limit}, elapsed {elapsed_ms:.1f} ms, host load {load:.2f} (1-min average, {os.cpu_count()} CPUs)"
+
+
+def warm_up(handle: ModelHandle) -> None:
+    """One throw-away predict on a neutral record, so the first real answer of a freshly loaded model does not pay
+    for lazy initialisation (the latency guard compares it with a warm champion)."""
+    neutral = {"string": "", "boolean": False}
+    record = {name: neutral.get(kind, 0.0) for name, kind in handle.column_types.items()}
+    try:
+        timed_predict(handle.model, records_frame([record], handle))
+    except Exception as err:  # a model that rejects the neutral record is still served; say so once
+        log.info("warm-up of v%s skipped (%s)", handle.version, error_detail(err))
+
+
+def label_classes(handles: Any) -> list[Any] | None:
+    """The classes the loaded models know (scikit-learn's ``classes_``), or None when no model says."""
+    classes: list[Any] = []
+    for handle in handles:
+        known = getattr(handle.model, "classes_", None)
+        if known is None:
+            continue
+        for value in list(known):
+            value = value.item() if hasattr(value, "item") else value
+            if value not in classes:
+                classes.append(value)
+    return classes or None
 
 
 class Unavailable(Exception):
     pass
+
+
+class DeadlineMissed(Exception):
+    """A variant's answer did not arrive within the rollout's deadline (a model's own TimeoutError is an error)."""

@@ -15,8 +15,9 @@ from prometheus_client import generate_latest
 from starlette.requests import ClientDisconnect
 
 from core.names import CHAMPION
-from deployments.gateway import Gateway, Unavailable
-from deployments.inputs import InvalidInput, feedback_errors, parse_json
+from core.store.rollouts import Rollout
+from deployments.gateway import Gateway, Unavailable, bearer_matches
+from deployments.inputs import InvalidInput, feedback_item_problem, parse_json
 
 # ---- HTTP ------------------------------------------------------------------------------------------------------
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, JSON body, extra headers
@@ -38,16 +39,97 @@ async def answer_predict(gateway: Gateway, body: bytes, routing_key: str | None)
     return 200, orjson.dumps(await gateway.predict(records, routing_key)), []
 
 
-def answer_feedback(gateway: Gateway, body: bytes) -> Answer:
+MAX_FEEDBACK_ITEMS = 1000
+
+
+async def answer_feedback(gateway: Gateway, body: bytes, authorization: bytes | None = None) -> Answer:
+    """Labels for answers this gateway gave. A single ``{request_id, label}`` gets its own status (202, or 404 for
+    an id the gateway never issued, 409 for a second label, 422 for a label of the wrong type); a batch
+    (``{"feedback": [...]}`` or a list) stores its good items and answers 202, or 207 listing each refused one."""
+    if gateway.feedback_token and not bearer_matches(authorization, gateway.feedback_token):
+        detail = "feedback needs the header Authorization: Bearer <MLOPS_FEEDBACK_TOKEN>"
+        return 401, orjson.dumps({"detail": detail}), [(b"www-authenticate", b"Bearer")]
     parsed = parse_json(body)
-    items = parsed.get("feedback", [parsed]) if isinstance(parsed, dict) else parsed
+    single = isinstance(parsed, dict) and "feedback" not in parsed
+    items = [parsed] if single else parsed.get("feedback") if isinstance(parsed, dict) else parsed
     if not isinstance(items, list) or not items:
         raise InvalidInput([{"field": "feedback", "error": "expected {request_id, label} or a list of them"}])
-    if errors := feedback_errors(items):
-        raise InvalidInput(errors)
-    for item in items:
-        gateway.log.record_feedback(item["request_id"], item["label"])
-    return 202, orjson.dumps({"accepted": len(items)}), []
+    if len(items) > MAX_FEEDBACK_ITEMS:
+        raise InvalidInput([{"field": "feedback", "error": f"at most {MAX_FEEDBACK_ITEMS} labels per request"}])
+
+    refused: dict[int, dict[str, Any]] = {}
+    ready: list[int] = []
+    for i, item in enumerate(items):
+        rid = item.get("request_id") if isinstance(item, dict) else None
+        if (stored_as := feedback_item_problem(item)) is not None:
+            field, error = stored_as
+            refused[i] = _refusal(i, rid if field == "label" else None, 422, field, error)
+        elif (problem := gateway.label_problem(item["label"])) is not None:
+            refused[i] = _refusal(i, rid, 422, "label", problem)
+        else:
+            ready.append(i)
+
+    # Ids this process did not answer recently may have been answered by another worker or before a restart: ask
+    # the prediction log (off the event loop), once more after a flush interval for answers still in a buffer.
+    remote = sorted({items[i]["request_id"] for i in ready if not gateway.known_locally(items[i]["request_id"])[0]})
+    issued: set[str] = set()
+    stored: dict[str, str] = {}
+    if remote:
+        loop = asyncio.get_running_loop()
+        issued, stored = await loop.run_in_executor(None, gateway.log.lookup, remote)
+        if missing := [rid for rid in remote if rid not in issued]:
+            await asyncio.sleep(2 * gateway.log.flush_interval + 0.1)
+            more, more_labels = await loop.run_in_executor(None, gateway.log.lookup, missing)
+            issued |= more
+            stored.update(more_labels)
+    for rid, encoded in stored.items():
+        gateway.note_stored_label(rid, encoded)
+
+    accepted = 0
+    for i in ready:
+        rid, label = items[i]["request_id"], items[i]["label"]
+        if not gateway.known_locally(rid)[0] and rid not in issued:
+            refused[i] = _refusal(
+                i, rid, 404, "request_id", f"unknown request id {rid!r}: this gateway never answered it (or it expired)"
+            )
+            continue
+        first = gateway.accept_label(rid, label)
+        if first is not None:
+            refused[i] = _refusal(
+                i,
+                rid,
+                409,
+                "label",
+                f"request id {rid!r} already has the label {orjson.loads(first)!r}, which counts; a second label is "
+                "refused (set MLOPS_FEEDBACK_CORRECTIONS=true to let the last label count instead)",
+            )
+            continue
+        accepted += 1
+    if single and refused:
+        item = refused[0]
+        detail = {404: "unknown request id", 409: "already labelled", 422: "invalid input"}[item["status"]]
+        return item["status"], orjson.dumps({"detail": detail, "errors": [item]}), []
+    if refused:
+        body_out = {"accepted": accepted, "rejected": [refused[i] for i in sorted(refused)]}
+        return 207, orjson.dumps(body_out), []
+    return 202, orjson.dumps({"accepted": accepted}), []
+
+
+def _refusal(index: int, request_id: str | None, status: int, field: str | None, error: str) -> dict[str, Any]:
+    return {"record": index, "request_id": request_id, "status": status, "field": field, "error": error}
+
+
+def rollout_summary(rollout: Rollout) -> dict[str, Any]:
+    """The live rollout without its per-poll decision log (that needs the admin token): state and last decision."""
+    full = rollout.to_json()
+    steps = full.pop("steps")
+    full.pop("policy")
+    last = steps[-1] if steps else {}
+    full["last_decision"] = (
+        {"at": last.get("at"), "action": last.get("action"), "reason": last.get("reason")} if last else None
+    )
+    full["decisions_logged"] = len(steps)
+    return full
 
 
 def error_answer(gateway: Gateway, exc: InvalidInput | Unavailable | BodyTooLarge) -> Answer:
@@ -103,7 +185,7 @@ class GatewayApp:
                 key = headers.get(b"x-routing-key")
                 status, payload, extra = await answer_predict(gateway, body, key.decode("latin-1") if key else None)
             else:
-                status, payload, extra = answer_feedback(gateway, body)
+                status, payload, extra = await answer_feedback(gateway, body, headers.get(b"authorization"))
         except ClientDisconnect:
             return  # the caller hung up mid-body; nothing to answer or log
         except (InvalidInput, Unavailable, BodyTooLarge) as exc:
@@ -151,12 +233,14 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> GatewayApp:
         )
 
     @app.get("/v1/rollout")
-    async def rollout() -> Response:
+    async def rollout(request: Request) -> Response:
         r = gateway.rollout
+        full = gateway.authorized(request)
         return JSONResponse(
             {
-                "rollout": None if r is None else r.to_json(),
+                "rollout": None if r is None else r.to_json() if full else rollout_summary(r),
                 "breakers": {v: b.state for v, b in gateway.breakers.items()},
+                "decision_log": "included" if full else "omitted: send Authorization: Bearer <MLOPS_GATEWAY_TOKEN>",
             }
         )
 

@@ -11,12 +11,14 @@ store keeps (``feedback_errors``) before they reach it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 
+from core.store.predictions import encode_value
 from deployments.model_loading import ModelHandle
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
@@ -87,33 +89,27 @@ def _limit(where: str, what: str) -> dict[str, Any]:
     return {"field": where[: 4 * EXCERPT], "error": f"{what} (input limit)"}
 
 
-def feedback_errors(items: list[Any]) -> list[dict[str, Any]]:
-    """Each feedback item needs a request id the store can keep and a scalar label that fits its column."""
+def feedback_item_problem(item: Any) -> tuple[str | None, str] | None:
+    """``(field, error)`` when a feedback item could not be stored as it is (no request id and label, an id the
+    store cannot keep, a label that is not one value or does not fit its column), else None."""
     from core.store.predictions import encode_value
 
-    errors: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or "label" not in item:
-            errors.append({"record": i, "field": "request_id/label", "error": "each item needs request_id and label"})
-            continue
-        rid, label = item["request_id"], item["label"]
-        if not rid or len(rid) > MAX_REQUEST_ID:
-            errors.append(
-                {
-                    "record": i,
-                    "field": "request_id",
-                    "error": f"a request id has 1 to {MAX_REQUEST_ID} characters, got {excerpt(rid)}",
-                }
-            )
-        if label is not None and not isinstance(label, str | int | float | bool):
-            errors.append({"record": i, "field": "label", "error": f"expected a single value, got {excerpt(label)}"})
-        elif len(encode_value(label)) > MAX_LABEL:
-            errors.append(
-                {"record": i, "field": "label", "error": f"at most {MAX_LABEL} characters, got {excerpt(label)}"}
-            )
-        if len(errors) >= 50:
-            break
-    return errors
+    needs = "each item needs request_id and label"
+    if not isinstance(item, dict):
+        return None, f"{needs}: expected an object {{request_id, label}}"
+    rid = item.get("request_id")
+    if not isinstance(rid, str):
+        return "request_id", f"{needs}: expected the request_id string of a prediction, got {excerpt(rid)}"
+    if not rid or len(rid) > MAX_REQUEST_ID:
+        return "request_id", f"a request id has 1 to {MAX_REQUEST_ID} characters, got {excerpt(rid)}"
+    if "label" not in item:
+        return "label", f"{needs}: the label is missing, send the true value of the target"
+    label = item["label"]
+    if label is not None and not isinstance(label, str | int | float | bool):
+        return "label", f"expected a single value, got {excerpt(label)}"
+    if len(encode_value(label)) > MAX_LABEL:
+        return "label", f"at most {MAX_LABEL} characters, got {excerpt(label)}"
+    return None
 
 
 def validate_records(records: Any, handle: ModelHandle) -> list[dict[str, Any]]:
@@ -177,6 +173,23 @@ def check_output(pred: Any, n: int) -> list[Any]:
             raise ValueError(f"model returned an invalid prediction {v!r}")
         out.append(v)
     return out
+
+
+def label_error(label: Any, problem_type: str, classes: list[Any] | None) -> str | None:
+    """Why ``label`` cannot be a true value of the target, or None. Regression: a finite number. Classification: one
+    of the classes the loaded models know, compared in the prediction log's canonical form (so ``1`` and ``1.0``
+    are the same class, ``"1"`` and ``true`` are not); any scalar when no model lists its classes."""
+    if problem_type == "regression":
+        if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+            return f"expected a finite number (the target of a regression model), got {label!r}"[:200]
+        return None
+    if label is None or not isinstance(label, str | int | float | bool):
+        return f"expected a class label (a string, number or boolean), got {label!r}"[:200]
+    if classes is not None:
+        known = {encode_value(c) for c in classes}
+        if encode_value(label) not in known:
+            return f"expected one of the model's classes {classes!r}, got {label!r}"[:200]
+    return None
 
 
 def parse_json(body: bytes) -> Any:

@@ -2,6 +2,12 @@
 
 Used by the demo, the tests and the benchmarks, and by users to rehearse a rollout on recorded data. Bounded by
 ``count`` and ``max_seconds``; it only talks to the URL it is given (keep that on 127.0.0.1 for load tests).
+
+Which rows: replaying rows a model was trained on favours the model that fits its training data most closely (a
+less regularised challenger looks better than it is, a more regularised one worse). By default ``mlops replay``
+sends only the rows of the config's data that *neither* the champion nor the challenger trained on: every
+registered version carries the snapshot of its training rows (``reference/train.parquet``, logged by the lifecycle
+for drift monitoring), and rows whose feature values appear in either snapshot are left out (``unseen_rows``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,79 @@ import numpy as np
 import pandas as pd
 
 
+@dataclass(frozen=True)
+class ReplaySource:
+    """The rows a replay sends, and where they came from in words (the report repeats it)."""
+
+    frame: pd.DataFrame
+    description: str
+
+
+def _row_keys(frame: pd.DataFrame, features: list[str]) -> pd.Series:
+    """One hash per row of feature values, insensitive to how the file typed them (int vs float, object vs str)."""
+    normalised = pd.DataFrame(
+        {
+            f: pd.to_numeric(frame[f], errors="coerce").astype(float)
+            if pd.api.types.is_numeric_dtype(frame[f])
+            else frame[f].astype(str)
+            for f in features
+        }
+    )
+    return pd.util.hash_pandas_object(normalised, index=False)
+
+
+def unseen_rows(
+    frame: pd.DataFrame, features: list[str], snapshots: dict[str, pd.DataFrame | None], source: str
+) -> ReplaySource:
+    """The rows of ``frame`` whose features appear in none of the training ``snapshots`` (name -> training rows,
+    None when that model logged none)."""
+    missing = [name for name, snap in snapshots.items() if snap is None]
+    if missing:
+        raise ValueError(
+            f"no training snapshot is logged for {', '.join(missing)}, so the rows it trained on are unknown; "
+            "name the rows to replay with --source (a file neither model trained on)"
+        )
+    seen: set[int] = set()
+    for snap in snapshots.values():
+        assert snap is not None
+        seen.update(_row_keys(snap, features).tolist())
+    keep = ~_row_keys(frame, features).isin(seen)
+    unseen = frame[keep.to_numpy()].reset_index(drop=True)
+    listed = list(snapshots)
+    names = f"neither {listed[0]} nor {' nor '.join(listed[1:])}" if len(listed) > 1 else f"not {listed[0]}"
+    if unseen.empty:
+        raise ValueError(
+            f"every row of {source} is in the training data of {' or '.join(listed)}; name rows neither model "
+            "trained on with --source"
+        )
+    return ReplaySource(
+        unseen,
+        f"{len(unseen)} of {len(frame)} rows of {source}, those {names} trained on (rows whose feature values are in "
+        "a model's logged training snapshot are left out)",
+    )
+
+
+def training_snapshots(registry: Any) -> dict[str, pd.DataFrame | None]:
+    """The logged training rows of the champion and the challenger (whichever exist), by a readable name."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from core.names import CHALLENGER, CHAMPION, REFERENCE_ARTIFACT
+
+    out: dict[str, pd.DataFrame | None] = {}
+    for alias in (CHAMPION, CHALLENGER):
+        mv = registry.alias_version(alias)
+        if mv is None:
+            continue
+        name = f"{alias} {registry.semver_of(mv) or ''} (v{mv.version})".replace("  ", " ")
+        try:
+            path = mlflow.artifacts.download_artifacts(run_id=mv.run_id, artifact_path=REFERENCE_ARTIFACT)
+            out[name] = pd.read_parquet(path)
+        except (MlflowException, OSError):
+            out[name] = None
+    return out
+
+
 @dataclass
 class ReplayReport:
     sent: int = 0
@@ -28,12 +107,15 @@ class ReplayReport:
     versions: Counter[str] = field(default_factory=Counter)
     correct: Counter[str] = field(default_factory=Counter)  # per variant, where a label was known
     labels_sent: int = 0
+    labels_refused: Counter[int] = field(default_factory=Counter)  # by HTTP status (0: no answer)
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    rows: str = ""  # which rows were replayed, in words
 
     def to_json(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
         return {
+            "rows": self.rows,
             "sent": self.sent,
             "answered": self.answered,
             "statuses": {str(k): v for k, v in self.statuses.items()},
@@ -41,6 +123,7 @@ class ReplayReport:
             "versions": dict(self.versions),
             "accuracy_by_variant": {v: self.correct[v] / n for v, n in self.variants.items() if n},
             "labels_sent": self.labels_sent,
+            "labels_refused": {str(k): v for k, v in self.labels_refused.items()},
             "latency_p50_ms": float(np.nanpercentile(lat, 50)),
             "latency_p95_ms": float(np.nanpercentile(lat, 95)),
             "seconds": round(self.seconds, 2),
@@ -74,6 +157,7 @@ async def replay(
     max_seconds: float = 600.0,
     seed: int = 0,
     routing_keys: int = 0,
+    feedback_token: str | None = None,
     stop: threading.Event | None = None,
     on_progress: Callable[[ReplayReport], None] | None = None,
 ) -> ReplayReport:
@@ -88,15 +172,24 @@ async def replay(
     started = time.perf_counter()
     base = url.rstrip("/")
 
+    label_headers = {"authorization": f"Bearer {feedback_token}"} if feedback_token else {}
+
     async with httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=concurrency * 2)) as client:
 
         async def send_label(request_id: str, label: Any) -> None:
             await asyncio.sleep(label_delay)
             try:
-                await client.post(f"{base}/v1/feedback", json={"request_id": request_id, "label": _jsonable(label)})
-                report.labels_sent += 1
+                resp = await client.post(
+                    f"{base}/v1/feedback",
+                    json={"request_id": request_id, "label": _jsonable(label)},
+                    headers=label_headers,
+                )
+                if resp.status_code == 202:
+                    report.labels_sent += 1
+                else:
+                    report.labels_refused[resp.status_code] += 1
             except httpx.HTTPError:
-                pass
+                report.labels_refused[0] += 1
 
         async def one(i: int, row: int) -> None:
             async with gate:

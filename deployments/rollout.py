@@ -17,6 +17,7 @@ from core.names import CHALLENGER, CHAMPION, TAG_DECISION, TAG_DECISION_REASON, 
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
 from deployments.rollout_policy import Evaluation, evaluate, first_weight
+from deployments.statistics import LatencyPairs, pair_by_request, pair_by_start_time
 from model_registry.registry import default_actor
 from services.context import ProjectContext
 
@@ -72,8 +73,20 @@ def step(context: ProjectContext, rollout_id: int | None = None) -> tuple[Rollou
     step_stats = plog.variant_stats(config.model_name, rollout.id, since=rollout.step_started_at)
     agreement = plog.agreement(config.model_name, rollout.id) if rollout.strategy == "shadow" else None
     classification = config.evaluation.problem_type == "classification"
-    decision = evaluate(rollout, plog_stats, step_stats, policy, classification, utcnow(), agreement)
+    latency = latency_pairs(plog.latency_rows(config.model_name, rollout.id), shadow=rollout.strategy == "shadow")
+    details = plog.failure_details(config.model_name, rollout.id, CHALLENGER)
+    decision = evaluate(rollout, plog_stats, step_stats, policy, classification, utcnow(), agreement, latency, details)
     return apply(context, rollout, decision, actor=f"rollout flow (rollout #{rollout.id})"), decision
+
+
+def latency_pairs(rows: Any, shadow: bool) -> LatencyPairs:
+    """Same-conditions pairs from the prediction log's timed answers (``PredictionLog.latency_rows``)."""
+    if rows.empty:
+        return pair_by_start_time([], [], [])
+    is_challenger = (rows["variant"] == CHALLENGER).to_numpy()
+    if shadow:
+        return pair_by_request(rows["request"].tolist(), rows["latency_ms"].tolist(), is_challenger.tolist())
+    return pair_by_start_time(rows["start"].to_numpy(), rows["latency_ms"].to_numpy(), is_challenger)
 
 
 def apply(context: ProjectContext, rollout: Rollout, decision: Evaluation, actor: str) -> Rollout:
@@ -106,8 +119,9 @@ def apply(context: ProjectContext, rollout: Rollout, decision: Evaluation, actor
 
 
 def _worth_logging(rollout: Rollout, decision: Evaluation) -> bool:
-    """Keep the decision log readable: record a 'continue' only when its reason changed."""
-    return not rollout.steps or rollout.steps[-1].get("reason") != decision.reason
+    """Keep the decision log readable: record a 'continue' only when its reason changed, or when a sequential test
+    reached its boundary (the log is where a passed test is remembered, so no later poll re-opens it)."""
+    return decision.settles or not rollout.steps or rollout.steps[-1].get("reason") != decision.reason
 
 
 def decide_by_person(context: ProjectContext, action: str, reason: str) -> dict[str, Any]:

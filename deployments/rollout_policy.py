@@ -1,15 +1,22 @@
 """The rollout policy: from cumulative counts in the prediction log to the next action. Pure, no I/O: the same
 counts always give the same decision, so a restarted flow or another replica decides the same way.
 
-Guards, checked at every evaluation (any one aborts):
-- errors: a sequential test on the challenger's error rate against the champion's;
-- latency: challenger p95 above ``max_latency_ratio`` x the champion's and ``min_latency_increase_ms`` more, once
-  both have 50+ answers;
-- quality: a sequential test on labelled feedback (accuracy), bounding the false-rollback rate at ``alpha``.
+Guards, checked at every evaluation of every strategy (any one rolls back):
+- errors: a sequential test on the challenger's failure rate (errors and deadline misses) against the champion's,
+  which never rolls back on fewer than ``min_error_events`` challenger failures;
+- latency: the two variants' latencies paired under the same conditions (nearest start within a second, or the
+  same request in shadow mode) and an always-valid test that most challenger answers exceed the tolerance
+  (``max_latency_ratio`` times and ``min_latency_increase_ms`` more than their pair): see
+  ``deployments.statistics.latency``;
+Quality, from labelled feedback:
+- canary and shadow: a sequential test on accuracy bounding the false-rollback rate at ``quality.alpha``; it stops
+  at its first boundary crossing: once it has passed (recorded in the decision log) no later poll re-opens it;
+- A/B: an always-valid confidence sequence for the difference in accuracy (``statistics.always_valid``): roll back
+  when it lies below 0, promote when it lies above 0 or above ``-quality.min_effect``.
 Progress: canary steps advance after ``min_requests_per_step`` challenger answers and ``min_seconds_per_step``;
-the last step promotes once the quality test says "not worse" (or, for regression models without label
-equality, after ``min_labels`` answers with no guard tripped). A/B promotes on a significant win, rolls back on
-a significant loss. Shadow promotes on the same quality evidence, gathered without users seeing its answers.
+the last step promotes once the quality test has passed (or, for regression models without label equality, after
+``min_labels`` answers with no guard tripped). Shadow promotes on the same quality evidence, gathered without
+users seeing its answers.
 """
 
 from __future__ import annotations
@@ -23,9 +30,14 @@ from core.names import CHALLENGER, CHAMPION
 from core.store.predictions import VariantStats
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
-from deployments.statistics import SequentialErrorRateTest, SequentialQualityTest, ab_test, agreement_report
-
-LATENCY_MIN_SAMPLES = 50
+from deployments.statistics import (
+    LatencyGuard,
+    LatencyPairs,
+    SequentialErrorRateTest,
+    SequentialQualityTest,
+    ab_sequential,
+    agreement_report,
+)
 
 
 @dataclass
@@ -34,6 +46,7 @@ class Evaluation:
     reason: str
     stats: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, Any] = field(default_factory=dict)
+    settles: bool = False  # a sequential test reached its boundary at this evaluation: always log it
 
     def log_entry(self, rollout: Rollout) -> dict[str, Any]:
         return {
@@ -51,6 +64,27 @@ def first_weight(policy: RolloutConfig) -> float:
     return {"canary": policy.steps[0], "ab": policy.ab_split, "shadow": 0.0}[policy.strategy]
 
 
+def settled_quality(rollout: Rollout) -> dict[str, Any] | None:
+    """The quality verdict at which the sequential test first passed, from the persisted decision log, or None."""
+    for entry in rollout.steps:
+        verdict = (entry.get("verdicts") or {}).get("quality") or {}
+        if verdict.get("decision") == "pass":
+            return {**verdict, "settled_at": entry.get("at")}
+    return None
+
+
+def describe_failures(stats: VariantStats, details: dict[str, str] | None) -> str:
+    details = details or {}
+    parts = []
+    if stats.timeouts:
+        last = details.get("timeout") or details.get("shadow_timeout")
+        parts.append(f"{stats.timeouts} deadline misses" + (f" (last: {last})" if last else ""))
+    if stats.exceptions:
+        last = details.get("error") or details.get("shadow_error") or details.get("fallback")
+        parts.append(f"{stats.exceptions} errors" + (f" (last: {last})" if last else ""))
+    return "; ".join(parts) if parts else "no failures"
+
+
 def evaluate(
     rollout: Rollout,
     stats: dict[str, VariantStats],
@@ -59,6 +93,8 @@ def evaluate(
     classification: bool,
     now: datetime,
     agreement: tuple[int, int] | None = None,
+    latency: LatencyPairs | None = None,
+    failure_details: dict[str, str] | None = None,
 ) -> Evaluation:
     """Decide the next action from cumulative counts. Pure: the same counts always give the same decision."""
     champ, chall = stats.get(CHAMPION, VariantStats(CHAMPION)), stats.get(CHALLENGER, VariantStats(CHALLENGER))
@@ -69,39 +105,51 @@ def evaluate(
         alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.max_error_rate_increase
     )
     err = errors.evaluate(chall.errors, chall.requests, champ.errors, champ.requests)
-    verdicts["errors"] = err.to_json()
-    if err.decision == "abort":
-        return Evaluation("abort", f"error rate guard: {err.explanation}", summary, verdicts)
+    failures = describe_failures(chall, failure_details)
+    enough = chall.errors >= policy.min_error_events
+    minimum = (
+        f"The error guard needs at least {policy.min_error_events} challenger failures before it can roll back "
+        f"(it has {chall.errors}: {failures})."
+    )
+    verdicts["errors"] = {
+        **err.to_json(),
+        "decision": err.decision if err.decision != "abort" or enough else "continue",
+        "min_events": policy.min_error_events,
+        "challenger_failures": failures,
+        "explanation": f"{err.explanation} {minimum}",
+    }
+    if err.decision == "abort" and enough:
+        return Evaluation("abort", f"error rate guard: {err.explanation} {minimum}", summary, verdicts)
 
-    p95_chall, p95_champ = chall.latency_p(95), champ.latency_p(95)
-    if (
-        chall.latencies_ms.size >= LATENCY_MIN_SAMPLES
-        and champ.latencies_ms.size >= LATENCY_MIN_SAMPLES
-        and p95_chall is not None
-        and p95_champ is not None
-    ):
-        ratio = p95_chall / max(p95_champ, 1e-3)
-        verdicts["latency"] = {"challenger_p95_ms": p95_chall, "champion_p95_ms": p95_champ, "ratio": ratio}
-        if ratio > policy.max_latency_ratio and p95_chall - p95_champ > policy.min_latency_increase_ms:
-            return Evaluation(
-                "abort",
-                f"latency guard: challenger p95 {p95_chall:.2f} ms is {ratio:.2f}x the "
-                f"champion's {p95_champ:.2f} ms (limit {policy.max_latency_ratio}x)",
-                summary,
-                verdicts,
-            )
+    if latency is not None:
+        guard = LatencyGuard(
+            alpha=policy.quality.alpha,
+            max_ratio=policy.max_latency_ratio,
+            min_increase_ms=policy.min_latency_increase_ms,
+        )
+        lat = guard.evaluate(latency)
+        verdicts["latency"] = lat.to_json()
+        if lat.decision == "abort":
+            return Evaluation("abort", f"latency guard: {lat.explanation}", summary, verdicts)
 
     quality_ok: bool | None = None
-    if classification:
-        q = SequentialQualityTest(
-            alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.quality.min_effect
-        )
-        verdict = q.evaluate(chall.correct, chall.labelled, champ.correct, champ.labelled)
-        verdicts["quality"] = verdict.to_json()
-        if verdict.decision == "abort":
-            return Evaluation("abort", f"quality guard: {verdict.explanation}", summary, verdicts)
-        quality_ok = verdict.decision == "pass"
-    else:
+    settles = False
+    if classification and rollout.strategy != "ab":
+        settled = settled_quality(rollout)
+        if settled is not None:
+            verdicts["quality"] = settled  # stopped at its first boundary crossing: a later poll does not re-open it
+            quality_ok = True
+        else:
+            q = SequentialQualityTest(
+                alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.quality.min_effect
+            )
+            verdict = q.evaluate(chall.correct, chall.labelled, champ.correct, champ.labelled)
+            verdicts["quality"] = verdict.to_json()
+            if verdict.decision == "abort":
+                return Evaluation("abort", f"quality guard: {verdict.explanation}", summary, verdicts)
+            quality_ok = verdict.decision == "pass"
+            settles = quality_ok
+    elif not classification:
         quality_ok = chall.requests >= policy.min_labels
 
     elapsed = (now - rollout.started_at).total_seconds()
@@ -112,25 +160,38 @@ def evaluate(
             "waiting for a person: `mlops rollout approve` or `mlops rollout abort`",
             summary,
             verdicts,
+            settles=settles,
         )
 
     if rollout.strategy == "ab":
+        if not classification:
+            if quality_ok:
+                return Evaluation(
+                    "promote", "A/B test: healthy traffic (no label test for regression)", summary, verdicts
+                )
+            return Evaluation("continue", "A/B test: collecting answers", summary, verdicts)
         if chall.labelled >= policy.min_labels and champ.labelled >= policy.min_labels:
-            ab = ab_test(champ.correct, champ.labelled, chall.correct, chall.labelled)
-            verdicts["ab"] = ab.to_json()
-            if ab.significant and ab.winner == "b":
-                return Evaluation("promote", f"A/B test: {ab.explanation}", summary, verdicts)
-            if ab.significant and ab.winner == "a":
-                return Evaluation("abort", f"A/B test: {ab.explanation}", summary, verdicts)
-        if quality_ok and chall.labelled >= policy.min_labels:
-            return Evaluation(
-                "promote",
-                "A/B test: no significant difference and the sequential test shows the "
-                "challenger is not worse by the minimum effect",
-                summary,
-                verdicts,
+            ab = ab_sequential(
+                champ.correct,
+                champ.labelled,
+                chall.correct,
+                chall.labelled,
+                alpha=policy.quality.alpha,
+                min_effect=policy.quality.min_effect,
             )
-        return Evaluation("continue", "A/B test: collecting labels", summary, verdicts)
+            verdicts["ab"] = ab.to_json()
+            if ab.winner == "a":
+                return Evaluation("abort", f"A/B test: {ab.explanation}", summary, verdicts)
+            if ab.winner == "b" or ab.non_inferior:
+                return Evaluation("promote", f"A/B test: {ab.explanation}", summary, verdicts)
+            return Evaluation("continue", f"A/B test: {ab.explanation}", summary, verdicts)
+        return Evaluation(
+            "continue",
+            f"A/B test: collecting labels ({chall.labelled} and {champ.labelled} of {policy.min_labels} per arm "
+            "before the first verdict)",
+            summary,
+            verdicts,
+        )
 
     if rollout.strategy == "shadow":
         if agreement is not None and agreement[0]:
@@ -143,7 +204,7 @@ def evaluate(
                 summary,
                 verdicts,
             )
-        return Evaluation("continue", "shadow: scoring a copy of live traffic", summary, verdicts)
+        return Evaluation("continue", "shadow: scoring a copy of live traffic", summary, verdicts, settles=settles)
 
     # canary
     step_chall = step_stats.get(CHALLENGER, VariantStats(CHALLENGER))
@@ -156,6 +217,7 @@ def evaluate(
             f"{in_step:.0f}/{policy.min_seconds_per_step:.0f} s",
             summary,
             verdicts,
+            settles=settles,
         )
     if rollout.step_index + 1 < len(policy.steps):
         return Evaluation(
@@ -163,6 +225,7 @@ def evaluate(
             f"step {rollout.step_index + 1} healthy; moving to {policy.steps[rollout.step_index + 1]:g}%",
             summary,
             verdicts,
+            settles=settles,
         )
     if quality_ok:
         return Evaluation(
@@ -172,4 +235,6 @@ def evaluate(
             summary,
             verdicts,
         )
-    return Evaluation("continue", "at 100%: waiting for enough labels to judge quality", summary, verdicts)
+    return Evaluation(
+        "continue", "at 100%: waiting for enough labels to judge quality", summary, verdicts, settles=settles
+    )

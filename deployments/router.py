@@ -53,6 +53,14 @@ class CircuitBreaker:
                 return True
             return False
 
+    def available(self, now: float | None = None) -> bool:
+        """Whether ``allow`` could let a request through now (no side effect: a half-open trial is not taken)."""
+        with self._lock:
+            if self.opened_at is None:
+                return True
+            now = time.monotonic() if now is None else now
+            return now - self.opened_at >= self.cooldown and not self.trial_in_flight
+
     def success(self) -> None:
         with self._lock:
             self.failures, self.opened_at, self.trial_in_flight = 0, None, False

@@ -699,7 +699,12 @@ def replay_cmd(
     rate: float = typer.Option(50.0, help="Requests per second."),
     count: int = typer.Option(500, help="Requests to send."),
     label_delay: float = typer.Option(1.0, help="Seconds before each true label is sent back (0: no labels)."),
-    source: str | None = typer.Option(None, help="CSV/Parquet or builtin:<name> (default: the config's data)."),
+    source: str | None = typer.Option(
+        None,
+        help="CSV/Parquet or builtin:<name> to replay as is. Default: the config's data without the rows the "
+        "champion or the challenger trained on (their logged training snapshots), so neither is judged on rows it "
+        "has seen.",
+    ),
     concurrency: int = typer.Option(8, help="Requests in flight at once."),
     seed: int = typer.Option(0, help="Row sampling seed."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable report."),
@@ -707,15 +712,25 @@ def replay_cmd(
     """Send real HTTP traffic from a data set to the gateway and feed the labels back later."""
     import asyncio
 
-    from deployments.replay import records_from, replay
+    from deployments.replay import records_from, replay, training_snapshots, unseen_rows
     from training.data import load_data
 
-    config = _context().config
+    context = _context()
+    config = context.config
     if source:
         config = config.model_copy(update={"data": config.data.model_copy(update={"source": source})})
     frame = load_data(config).frame
+    if source:
+        rows = f"all {len(frame)} rows of {source} (named with --source)"
+    else:
+        try:
+            chosen = unseen_rows(frame, config.data.features, training_snapshots(context.registry), config.data.source)
+        except ValueError as err:
+            raise MlopsError(f"mlops replay: {err}") from None
+        frame, rows = chosen.frame, chosen.description
     records = records_from(frame, config.data.features)
     labels = frame[config.data.target].tolist() if label_delay > 0 else None
+    err_console.print(f"Replaying {rows}")
     with console.status(f"Replaying {count} requests at {rate:g}/s to {url}..."):
         report = asyncio.run(
             replay(
@@ -727,8 +742,10 @@ def replay_cmd(
                 label_delay=label_delay,
                 concurrency=concurrency,
                 seed=seed,
+                feedback_token=context.settings.feedback_token,
             )
         )
+    report.rows = rows
     data = report.to_json()
     if as_json:
         print(json.dumps(data, indent=2))

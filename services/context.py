@@ -82,7 +82,10 @@ def open_context(
         store=store,
         rollouts=RolloutStore(settings.store_url),
         predictions=PredictionLog(
-            settings.store_url, journal_dir=settings.journal_dir, fault_point=settings.fault_point
+            settings.store_url,
+            journal_dir=settings.journal_dir,
+            fault_point=settings.fault_point,
+            corrections=settings.feedback_corrections,
         ),
         registry=ModelRegistry(config.model_name, store, client, trust_pickle=settings.trust_pickle),
     )

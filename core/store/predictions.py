@@ -54,8 +54,12 @@ class PredictionLog:
         *,
         journal_dir: Path | None = None,
         fault_point: str | None = None,
+        corrections: bool = False,
     ) -> None:
         self.engine = get_engine(store_url)
+        # Which label of a request id counts when it has several (a correction, or two gateway workers racing):
+        # the first, or with corrections on the last. Either way an answer counts once.
+        self.corrections = corrections
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.journal_dir = journal_dir
@@ -88,8 +92,10 @@ class PredictionLog:
     def record_many(self, rows: list[dict[str, Any]]) -> None:
         """Log answers; with a journal they are durable when this returns (one local commit for all of them)."""
         now = utcnow()
+        rows = [{**_OPTIONAL, **row} for row in rows]  # every row of a batch has the same keys (one executemany)
         for row in rows:
-            row.setdefault("at", now)
+            if row["at"] is None:
+                row["at"] = now
         if self._journal is not None:
             self._journal.append(PREDICTION, rows)
         else:
@@ -101,6 +107,31 @@ class PredictionLog:
             self._journal.append(FEEDBACK, [row])
         else:
             self._labels.append(row)
+
+    def lookup(self, request_ids: list[str]) -> tuple[set[str], dict[str, str]]:
+        """Of ``request_ids``: those the gateway answered (in the store) and, for those labelled, the label that counts
+        (the first, or the last with corrections on), JSON-encoded."""
+        if not request_ids:
+            return set(), {}
+        pick = func.max if self.corrections else func.min
+        with self.engine.connect() as conn:
+            issued = set(
+                conn.execute(
+                    select(predictions.c.request_id).where(predictions.c.request_id.in_(request_ids)).distinct()
+                ).scalars()
+            )
+            chosen = (
+                select(pick(feedback.c.id))
+                .where(feedback.c.request_id.in_(request_ids))
+                .group_by(feedback.c.request_id)
+            )
+            labels = {
+                rid: label
+                for rid, label in conn.execute(
+                    select(feedback.c.request_id, feedback.c.label).where(feedback.c.id.in_(chosen))
+                ).all()
+            }
+        return issued, labels
 
     def flush(self) -> None:
         """Write everything logged so far to the store (also called on shutdown)."""
@@ -278,14 +309,72 @@ class PredictionLog:
                     func.count(),
                     func.sum(func.coalesce((predictions.c.prediction == feedback.c.label).cast(_int()), 0)),
                 )
-                .select_from(predictions.join(feedback, feedback.c.request_id == predictions.c.request_id))
-                .where(where, predictions.c.status.in_(("ok", "shadow")))
+                .select_from(predictions.join(feedback, feedback.c.id == self._counted_label(predictions)))
+                .where(where, predictions.c.status.in_(ANSWERED))
                 .group_by(predictions.c.variant)
             ).all()
             for variant, n, correct in labelled:
                 s = stats.setdefault(variant, VariantStats(variant))
                 s.labelled, s.correct = int(n), int(correct or 0)
         return stats
+
+    def _counted_label(self, answers: Any) -> Any:
+        """The id of the one label that counts for an answer: labelled answers are counted, never label rows."""
+        pick = func.max if self.corrections else func.min
+        inner = feedback.alias("label_of")
+        return select(pick(inner.c.id)).where(inner.c.request_id == answers.c.request_id).scalar_subquery()
+
+    def latency_rows(self, model_name: str, rollout_id: int) -> pd.DataFrame:
+        """Every timed answer of a rollout, one per request and variant: request id, variant, start time (seconds
+        since the epoch: completion minus latency), latency in ms and whether it was a shadow copy. The latency
+        guard pairs them (``deployments.statistics.latency``)."""
+        stmt = (
+            select(
+                predictions.c.request_id,
+                predictions.c.variant,
+                predictions.c.at,
+                predictions.c.latency_ms,
+                predictions.c.status,
+            )
+            .where(
+                predictions.c.model_name == model_name,
+                predictions.c.rollout_id == rollout_id,
+                predictions.c.latency_ms.is_not(None),
+                predictions.c.status.in_(TIMED),
+            )
+            .order_by(predictions.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        frame = pd.DataFrame(rows, columns=["request_id", "variant", "at", "latency_ms", "status"])
+        if frame.empty:
+            return frame.assign(start=pd.Series(dtype=float), request=pd.Series(dtype=str))
+        frame["request"] = frame["request_id"].str.partition("-")[0]  # the records of one request share a prefix
+        frame = frame.drop_duplicates(["request", "variant"])
+        at = pd.to_datetime(frame["at"], utc=True)
+        frame["start"] = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds() - frame["latency_ms"] / 1000.0
+        return frame.reset_index(drop=True)
+
+    def failure_details(self, model_name: str, rollout_id: int, variant: str) -> dict[str, str]:
+        """The most recent recorded detail per failure status of a variant ("RuntimeError: ...", "deadline ...")."""
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for status in FAILED:
+                detail = conn.execute(
+                    select(predictions.c.detail)
+                    .where(
+                        predictions.c.model_name == model_name,
+                        predictions.c.rollout_id == rollout_id,
+                        predictions.c.variant == variant,
+                        predictions.c.status == status,
+                        predictions.c.detail.is_not(None),
+                    )
+                    .order_by(predictions.c.id.desc())
+                    .limit(1)
+                ).scalar()
+                if detail:
+                    out[status] = str(detail)
+        return out
 
     def agreement(self, model_name: str, rollout_id: int) -> tuple[int, int]:
         """(requests scored by both, requests where they agreed): shadow predictions against the served answers."""
@@ -323,7 +412,7 @@ class PredictionLog:
                 predictions.c.model_name == model_name,
                 predictions.c.at >= since,
                 *([predictions.c.at < until] if until is not None else []),
-                predictions.c.status.in_(("ok", "fallback", "error")),
+                predictions.c.status.in_(("ok", "fallback", "error", "timeout")),
             )
             .order_by(predictions.c.id.desc())
             .limit(limit)
@@ -363,6 +452,22 @@ def _int() -> Any:
     return Integer()
 
 
+_OPTIONAL: dict[str, Any] = {
+    "at": None,
+    "model_version": None,
+    "features": None,
+    "prediction": None,
+    "latency_ms": None,
+    "rollout_id": None,
+    "detail": None,
+}
+ANSWERED = ("ok", "shadow")  # answers a label can judge
+TIMED = ("ok", "timeout", "shadow", "shadow_timeout")  # answers whose latency was measured (a timeout: elapsed)
+ERRORS = ("error", "fallback", "shadow_error")  # "fallback": stores written before timeouts were told apart
+TIMEOUTS = ("timeout", "shadow_timeout")
+FAILED = (*ERRORS, *TIMEOUTS)
+
+
 @dataclass
 class VariantStats:
     variant: str
@@ -378,9 +483,16 @@ class VariantStats:
 
     @property
     def errors(self) -> int:
-        return (
-            self.by_status.get("error", 0) + self.by_status.get("fallback", 0) + self.by_status.get("shadow_error", 0)
-        )
+        """Failed answers: exceptions and invalid answers (``error``) plus deadline misses (``timeout``)."""
+        return self.exceptions + self.timeouts
+
+    @property
+    def exceptions(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in ERRORS)
+
+    @property
+    def timeouts(self) -> int:
+        return sum(self.by_status.get(s, 0) for s in TIMEOUTS)
 
     @property
     def error_rate(self) -> float:
@@ -397,6 +509,8 @@ class VariantStats:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            "exceptions": self.exceptions,
+            "timeouts": self.timeouts,
             "error_rate": round(self.error_rate, 5),
             "latency_p50_ms": self.latency_p(50),
             "latency_p95_ms": self.latency_p(95),

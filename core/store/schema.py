@@ -77,12 +77,16 @@ predictions = Table(
     Column("model_name", String(100), nullable=False),
     Column("variant", String(16), nullable=False),  # champion | challenger
     Column("model_version", String(20), nullable=True),
-    Column("status", String(16), nullable=False),  # ok | error | fallback | shadow | shadow_error
+    # ok | error (an exception or an invalid answer) | timeout (past the rollout's deadline) | shadow | shadow_error |
+    # shadow_timeout; "fallback" in stores written before timeouts were told apart from errors
+    Column("status", String(16), nullable=False),
     Column("served", Integer, nullable=False),  # 1 when this answer was returned to the caller
     Column("features", JSON, nullable=True),
     Column("prediction", String(200), nullable=True),  # JSON-encoded scalar, comparable with feedback.label
     Column("latency_ms", Float, nullable=True),
     Column("rollout_id", Integer, nullable=True, index=True),
+    # why an answer failed: "RuntimeError: ..." or "deadline 250 ms, elapsed 263.1 ms, load 1.52"
+    Column("detail", String(300), nullable=True),
 )
 
 # Ground truth arriving later for a request id.
@@ -178,7 +182,8 @@ def get_engine(url: str) -> Engine:
         try:
             metadata.create_all(engine)
             _add_index(engine, ONE_LIVE_ROLLOUT)  # stores created before the index existed
-            _add_column(engine, rollouts, "challenger_request_id")  # stores created before the column existed
+            _add_nullable_columns(engine, rollouts, ("challenger_request_id",))  # stores from before the column
+            _add_nullable_columns(engine, predictions, ("detail",))  # stores created before the column existed
         except SQLAlchemyError as err:
             cause = getattr(err, "orig", None) or err
             raise MlopsError(
@@ -208,16 +213,22 @@ def _add_index(engine: Engine, index: Index) -> None:
         )
 
 
-def _add_column(engine: Engine, table: Table, name: str) -> None:
-    """Add a nullable column ``create_all`` would not add to a table that already exists (no data to rewrite)."""
-    from sqlalchemy import inspect, text
+def _add_nullable_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
+    """Add nullable columns a store created by an earlier version lacks (old rows read them as NULL)."""
+    from sqlalchemy import inspect
 
-    if name in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
+    missing = [table.c[name] for name in names if name not in present]
+    if not missing:
         return
-    column = table.c[name]
-    kind = column.type.compile(dialect=engine.dialect)
-    with engine.begin() as conn:
-        conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+    for column in missing:
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+        except SQLAlchemyError:  # another process added it first
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                raise
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,18 +3,28 @@ replica or an audit gets the same answer):
 
 - ``sequential``: the sequential tests on accuracy and error rate run at every evaluation (``likelihood`` holds
   their statistic);
-- ``fixed_horizon``: the A/B two-proportion test and the shadow agreement report;
+- ``always_valid``: the A/B verdict, a confidence sequence for the difference in accuracy valid at every look;
+- ``latency``: the latency guard, same-conditions pairs of latencies and an always-valid test on them;
+- ``fixed_horizon``: a two-proportion test for a single planned look (reference) and the shadow agreement report;
 - ``explanations``: each verdict in words; ``arguments``: the checks on what callers pass.
 
 The design, the alternatives measured and the error rates attained are in ``docs/statistics.md``.
 """
 
+from deployments.statistics.always_valid import SequentialABVerdict, ab_sequential
 from deployments.statistics.fixed_horizon import (
     ABVerdict,
     AgreementReport,
     ab_test,
     agreement_report,
     wilson_interval,
+)
+from deployments.statistics.latency import (
+    LatencyGuard,
+    LatencyPairs,
+    LatencyVerdict,
+    pair_by_request,
+    pair_by_start_time,
 )
 from deployments.statistics.likelihood import (
     WaldExpectation,
@@ -41,12 +51,19 @@ __all__ = [
     "ABVerdict",
     "AgreementReport",
     "Decision",
+    "LatencyGuard",
+    "LatencyPairs",
+    "LatencyVerdict",
+    "SequentialABVerdict",
     "SequentialErrorRateTest",
     "SequentialQualityTest",
     "SequentialVerdict",
     "WaldExpectation",
+    "ab_sequential",
     "ab_test",
     "agreement_report",
+    "pair_by_request",
+    "pair_by_start_time",
     "profile_log_likelihood_ratio",
     "wald_expected_sample_size",
     "weighted_log_likelihood_ratio",

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -173,10 +174,25 @@ class Garbage:
         return np.array([np.nan] * (len(frame) + 1))
 
 
-@pytest.mark.parametrize("faulty", [Raises, Hangs, Garbage])
+@pytest.mark.parametrize(
+    ("faulty", "status", "detail"),
+    [
+        (Raises, "error", "RuntimeError: challenger bug"),
+        (Hangs, "timeout", "deadline 250 ms, elapsed 2"),
+        (Garbage, "error", "ValueError: model returned 2 predictions for 1 records"),
+    ],
+)
 def test_a_failing_challenger_never_reaches_users_and_its_circuit_opens(
-    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served], faulty: type
+    settings: Any,
+    two_models: dict[str, str],
+    serve_gateway: Callable[..., Served],
+    faulty: type,
+    status: str,
+    detail: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A deadline miss is a ``timeout`` recorded with the deadline, the elapsed time and the host's load, an
+    exception an ``error`` with its type and message; the log line says the same."""
     rid = start_canary(settings, 100.0, two_models)  # every request goes to the challenger first
     served = serve_gateway(breaker_threshold=3, breaker_cooldown=60)
     handle = served.gateway.handles["challenger"]
@@ -199,7 +215,12 @@ def test_a_failing_challenger_never_reaches_users_and_its_circuit_opens(
     assert rollout["breakers"]["challenger"] == "open"
     served.gateway.log.flush()
     stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
-    assert stats["challenger"].by_status == {"fallback": 3}  # then the breaker stopped sending
+    assert stats["challenger"].by_status == {status: 3}  # then the breaker stopped sending
+    recorded = PredictionLog(settings.store_url).failure_details("breast-cancer-classifier", rid, "challenger")
+    assert recorded[status].startswith(detail), recorded
+    assert detail in caplog.text
+    if status == "timeout":
+        assert "host load" in recorded[status]
 
 
 def test_both_variants_down_gives_503_with_retry_after(
@@ -322,3 +343,172 @@ def test_concurrent_requests_batched_together_each_get_their_own_answers(
     for start, answers in results:
         assert answers == expected[start : start + len(answers)]
         assert len(answers) == 1 + start % 3
+
+
+# ---- feedback nobody can forge or double-count -----------------------------------------------------------------
+def predict_ids(c: Any, n: int = 1, start: int = 0) -> list[str]:
+    return [p["request_id"] for p in c.post("/v1/predict", json={"records": rows(n, start)}).json()["predictions"]]
+
+
+def test_request_ids_carry_128_random_bits_one_prefix_per_request(
+    two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    served = serve_gateway()
+    with served.client() as c:
+        single = [predict_ids(c)[0] for _ in range(20)]
+        batch = predict_ids(c, 3)
+    assert len(set(single)) == 20 and all(len(r) == 32 and int(r, 16) >= 0 for r in single)
+    prefixes = [int(r, 16) for r in single]
+    assert len({p >> 64 for p in prefixes}) == 20  # no shared per-process prefix to enumerate from
+    base = batch[0].partition("-")[0]
+    assert batch == [f"{base}-0", f"{base}-1", f"{base}-2"] and len(base) == 32
+
+
+def test_feedback_for_unknown_forged_or_repeated_ids_is_refused(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    """Tried as an attacker would: labels for ids nobody issued, a second label for an id, a label of the wrong
+    type. Each is refused with a status naming what was wrong; nothing of it reaches the statistics."""
+    rid = start_canary(settings, 50.0, two_models)
+    served = serve_gateway()
+    with served.client() as c:
+        ids = predict_ids(c, 1) + predict_ids(c, 1, 1)
+        forged = ids[0][:-4] + ("0000" if not ids[0].endswith("0000") else "ffff")
+        unknown = c.post("/v1/feedback", json={"request_id": forged, "label": "benign"})
+        assert unknown.status_code == 404
+        assert unknown.json()["errors"][0]["request_id"] == forged and forged in unknown.json()["errors"][0]["error"]
+        assert c.post("/v1/feedback", json={"request_id": ids[0], "label": "malignant"}).status_code == 202
+        again = c.post("/v1/feedback", json={"request_id": ids[0], "label": "benign"})
+        assert again.status_code == 409 and "'malignant'" in again.json()["errors"][0]["error"]
+        wrong = c.post("/v1/feedback", json={"request_id": ids[1], "label": 3.5})
+        assert wrong.status_code == 422
+        assert wrong.json()["errors"][0]["field"] == "label" and "benign" in wrong.json()["errors"][0]["error"]
+        missing = c.post("/v1/feedback", json={"request_id": ids[1]})
+        assert missing.status_code == 422 and missing.json()["errors"][0]["field"] == "label"
+        # a batch: the good items are stored, each bad one is listed
+        more = predict_ids(c, 1, 2)
+        batch = c.post(
+            "/v1/feedback",
+            json={
+                "feedback": [
+                    {"request_id": more[0], "label": "malignant"},
+                    {"request_id": forged, "label": "benign"},
+                    {"request_id": ids[0], "label": "benign"},
+                    {"request_id": ids[1], "label": None},
+                    {"request_id": ids[1], "label": "malignant"},
+                ]
+            },
+        )
+    assert batch.status_code == 207
+    body = batch.json()
+    assert body["accepted"] == 2
+    assert [(r["record"], r["status"], r["field"]) for r in body["rejected"]] == [
+        (1, 404, "request_id"),
+        (2, 409, "label"),
+        (3, 422, "label"),
+    ]
+    served.gateway.log.flush()
+    stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
+    assert sum(s.labelled for s in stats.values()) == 3  # ids[0], ids[1], more[0]: one label each
+
+
+def test_feedback_for_ids_answered_by_another_gateway_process_is_checked_in_the_store(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    first, second = serve_gateway(), serve_gateway()  # two workers over one store
+    with first.client() as c:
+        ids = predict_ids(c, 2)
+        assert c.post("/v1/feedback", json={"request_id": ids[0], "label": "malignant"}).status_code == 202
+    first.gateway.log.flush()
+    with second.client() as c:
+        assert c.post("/v1/feedback", json={"request_id": ids[1], "label": "malignant"}).status_code == 202
+        again = c.post("/v1/feedback", json={"request_id": ids[0], "label": "benign"})
+        assert again.status_code == 409 and "'malignant'" in again.text
+        assert c.post("/v1/feedback", json={"request_id": "f" * 32, "label": "benign"}).status_code == 404
+
+
+def test_corrections_mode_lets_the_last_label_count_once(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_FEEDBACK_CORRECTIONS", "true")
+    from core.settings import get_settings
+    from deployments.gateway import Gateway
+    from deployments.serve import serve_in_background
+    from services.context import open_context
+
+    rid = start_canary(settings, 50.0, two_models)
+    bg = serve_in_background(Gateway(open_context(get_settings()), poll_interval=0.2))
+    try:
+        with httpx.Client(base_url=bg.url, timeout=10) as c:
+            ids = predict_ids(c, 1)
+            for label in ("benign", "benign", "malignant"):
+                assert c.post("/v1/feedback", json={"request_id": ids[0], "label": label}).status_code == 202
+        bg.gateway.log.flush()
+        stats = bg.gateway.log.variant_stats("breast-cancer-classifier", rid)
+    finally:
+        bg.stop()
+    labelled = [s for s in stats.values() if s.labelled]
+    assert len(labelled) == 1 and (labelled[0].labelled, labelled[0].correct) == (1, 1)  # the last: "malignant"
+
+
+def test_the_feedback_token_is_required_as_a_bearer_header_when_set(
+    two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    served = serve_gateway()
+    served.gateway.feedback_token = "label-token"
+    with served.client() as c:
+        rid = predict_ids(c)[0]
+        body = {"request_id": rid, "label": "malignant"}
+        assert c.post("/v1/feedback", json=body).status_code == 401
+        assert c.post("/v1/feedback", json=body, headers={"authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/v1/feedback", json=body, headers={"authorization": "label-token"}).status_code == 401
+        assert c.post("/v1/feedback", json=body, headers={"authorization": f"Bearer {TOKEN}"}).status_code == 401
+        assert c.post("/v1/feedback", json=body, headers={"authorization": "Bearer label-token"}).status_code == 202
+        # and the feedback token opens no admin endpoint
+        assert c.post("/v1/admin/reload", headers={"authorization": "Bearer label-token"}).status_code == 401
+
+
+def test_rollout_status_shows_the_decision_log_only_to_the_admin(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    rid = start_canary(settings, 10.0, two_models)
+    RolloutStore(settings.store_url).update(rid, log_entry={"action": "continue", "reason": "collecting", "at": "t"})
+    served = serve_gateway()
+    served.gateway.refresh()
+    with served.client() as c:
+        public = c.get("/v1/rollout").json()
+        admin = c.get("/v1/rollout", headers={"authorization": f"Bearer {TOKEN}"}).json()
+    assert "steps" not in public["rollout"] and public["rollout"]["last_decision"]["reason"] == "collecting"
+    assert public["rollout"]["decisions_logged"] == 1 and "omitted" in public["decision_log"]
+    assert admin["rollout"]["steps"][0]["reason"] == "collecting" and admin["decision_log"] == "included"
+
+
+class SlowChampion:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, frame: Any) -> Any:
+        time.sleep(0.6)
+        return self.model.predict(frame)
+
+
+def test_the_deadline_applies_to_the_champion_too(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    """A deadline applies to both variants or to neither: a champion past it is a timeout and the challenger
+    answers, as a challenger past it is and the champion answers."""
+    rid = start_canary(settings, 0.001, two_models)  # nearly every request goes to the champion first
+    served = serve_gateway()
+    handle = served.gateway.handles["champion"]
+    served.gateway.handles = {
+        **served.gateway.handles,
+        "champion": ModelHandle(
+            "champion", handle.version, handle.semver, SlowChampion(handle.model), handle.column_types, 0.0
+        ),
+    }
+    with served.client() as c:
+        answer = c.post("/v1/predict", json={"records": rows()}).json()["predictions"][0]
+    assert answer["variant"] == "challenger"
+    served.gateway.log.flush()
+    stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
+    assert stats["champion"].by_status == {"timeout": 1} and stats["champion"].latencies_ms[0] >= 250

@@ -100,3 +100,50 @@ def test_racing_starts_leave_exactly_one_live_rollout(any_store_url: str) -> Non
         t.join()
     assert sorted(outcomes) == ["refused", "refused", "refused", "started"]
     assert RolloutStore(any_store_url).live("m") is not None
+
+
+def test_labelled_answers_are_counted_once_however_many_label_rows(any_store_url: str) -> None:
+    """Two gateway workers racing, or corrections: an answer with several labels counts once, with the first label
+    (or the last with corrections on); the label rows themselves are kept."""
+    log = PredictionLog(any_store_url)
+    for i in range(4):
+        log.record(request_id=f"d{i}", model_name="m", variant="challenger", model_version="2", status="ok", served=1,
+                   prediction=encode_value("yes"), latency_ms=1.0, rollout_id=9)  # fmt: skip
+    for label in ("yes", "no", "no", "no"):  # one answer, four labels
+        log.record_feedback("d0", label)
+    log.record_feedback("d1", "no")
+    log.record_feedback("d1", "yes")  # corrected
+    log.flush()
+    first = PredictionLog(any_store_url).variant_stats("m", 9)["challenger"]
+    assert (first.labelled, first.correct) == (2, 1)
+    last = PredictionLog(any_store_url, corrections=True).variant_stats("m", 9)["challenger"]
+    assert (last.labelled, last.correct) == (2, 1)  # d0 last "no", d1 last "yes"
+    issued, labels = PredictionLog(any_store_url).lookup(["d0", "d1", "d2", "never"])
+    assert issued == {"d0", "d1", "d2"} and labels == {"d0": '"yes"', "d1": '"no"'}
+    assert PredictionLog(any_store_url, corrections=True).lookup(["d1"])[1] == {"d1": '"yes"'}
+
+
+def test_timed_answers_for_the_latency_guard_one_per_request(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url)
+    at = utcnow()
+    for i in range(3):  # one request of three records: one timed answer
+        log.record(request_id=f"abc-{i}", model_name="m", variant="champion", model_version="1", status="ok",
+                   served=1, latency_ms=4.0, rollout_id=3, at=at)  # fmt: skip
+    log.record(request_id="def", model_name="m", variant="challenger", model_version="2", status="timeout", served=0,
+               latency_ms=260.0, rollout_id=3, at=at, detail="deadline 250 ms, elapsed 260.0 ms")  # fmt: skip
+    log.record(request_id="ghi", model_name="m", variant="challenger", model_version="2", status="error", served=0,
+               rollout_id=3, at=at, detail="RuntimeError: boom")  # fmt: skip
+    log.flush()
+    rows = log.latency_rows("m", 3)
+    assert sorted(zip(rows["request"], rows["variant"], rows["latency_ms"], strict=True)) == [
+        ("abc", "champion", 4.0),
+        ("def", "challenger", 260.0),
+    ]
+    start = dict(zip(rows["request"], rows["start"], strict=True))
+    assert start["abc"] - start["def"] == pytest.approx(0.256, abs=1e-3)  # start = completion - latency
+    assert log.failure_details("m", 3, "challenger") == {
+        "error": "RuntimeError: boom",
+        "timeout": "deadline 250 ms, elapsed 260.0 ms",
+    }
+    stats = log.variant_stats("m", 3)["challenger"]
+    assert (stats.errors, stats.timeouts, stats.exceptions) == (2, 1, 1)

@@ -226,7 +226,8 @@ def test_apply_without_a_cluster_says_how_to_get_one(tmp_path: Path, monkeypatch
 def render_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     mlops = str(Path(sys.executable).parent / "mlops")
     cmd = [mlops, "k8s", "render", "--image", "mlops:1", *args]
-    environ = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | env
+    # PYTHONPATH: the `mlops` script would otherwise import the checkout the virtualenv was installed from
+    environ = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"} | {"PYTHONPATH": str(REPO)} | env
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=environ)
 
 

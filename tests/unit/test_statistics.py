@@ -471,3 +471,104 @@ def test_a_five_point_worse_challenger_is_rolled_back_in_most_rollouts_and_quick
     assert used[aborted].mean() <= 1.4 * wald  # about 1.27x in the long run; the benchmark checks 1.3x
     much_worse, _ = _simulate(TEST, 0.75, 0.90, 0.1, 100, np.random.default_rng(5))
     assert np.mean(much_worse == ABORT) >= 0.99
+
+
+# ------------------------------------------------------------------------------------ the latency guard
+def test_latency_evidence_is_the_mixture_integral() -> None:
+    from deployments.statistics.latency import log_mixture_ratio
+
+    for slow, n in [(0, 5), (7, 7), (13, 20), (60, 100), (3, 40)]:
+        exact = integrate.quad(lambda q, s=slow, m=n: (2 * q) ** s * (2 * (1 - q)) ** (m - s) * 2, 0.5, 1)[0]
+        assert math.exp(float(log_mixture_ratio(slow, n))) == pytest.approx(exact, rel=1e-9)
+    # all of the first seven pairs too slow: (2**8 - 1) / 8 = 31.9, past 1/alpha = 20
+    assert math.exp(float(log_mixture_ratio(7, 7))) == pytest.approx(255 / 8)
+
+
+def test_latency_guard_false_rollbacks_stay_below_alpha_when_checked_after_every_pair() -> None:
+    """At the tolerated limit half of the pairs are too slow: Ville's inequality bounds the chance that the evidence
+    *ever* reaches 1/alpha, however often it is looked at."""
+    from deployments.statistics import LatencyGuard
+
+    guard = LatencyGuard(alpha=0.05, min_pairs=1)
+    rng = np.random.default_rng(11)
+    slow = np.cumsum(rng.random((4000, 2000)) < 0.5, axis=1)
+    n = np.arange(1, 2001)
+    ever = guard.decision_codes(slow, np.broadcast_to(n, slow.shape)).any(axis=1)
+    assert ever.mean() <= 0.05
+    faster = np.cumsum(rng.random((1000, 2000)) < 0.3, axis=1)  # within the limit: far fewer
+    assert guard.decision_codes(faster, np.broadcast_to(n, faster.shape)).any(axis=1).mean() <= 0.005
+    slower = np.cumsum(rng.random((200, 400)) < 0.75, axis=1)  # beyond it: caught, and soon
+    caught = guard.decision_codes(slower, np.broadcast_to(np.arange(1, 401), slower.shape))
+    assert caught.any(axis=1).mean() >= 0.99 and np.median(caught.argmax(axis=1)) < 60
+
+
+def test_pairs_are_nearest_in_start_time_and_blind_to_latency() -> None:
+    from deployments.statistics import pair_by_request, pair_by_start_time
+
+    # champion answers every 10 ms; challenger answers at 24 and 61 ms, and one 3 s later with nobody near it
+    start = np.array([0.0, 0.010, 0.020, 0.030, 0.040, 0.050, 0.060, 0.070, 0.024, 0.061, 3.0])
+    chall = np.array([False] * 8 + [True] * 3)
+    latency = np.arange(11, dtype=float)
+    pairs = pair_by_start_time(start, latency, chall, window_seconds=1.0)
+    assert pairs.challenger_ms.tolist() == [8.0, 9.0] and pairs.champion_ms.tolist() == [2.0, 6.0]
+    # the same starts with other latencies give the same pairs: the pairing never looks at latencies
+    again = pair_by_start_time(start, latency[::-1].copy(), chall, window_seconds=1.0)
+    assert again.challenger_ms.tolist() == [2.0, 1.0] and again.champion_ms.tolist() == [8.0, 4.0]
+    # each champion answer pairs once
+    crowd = pair_by_start_time([0.0, 0.001, 0.002, 0.003], [1, 2, 3, 4], [False, True, True, True])
+    assert crowd.n == 1
+    shadow = pair_by_request(["a", "b", "a", "c"], [4.0, 5.0, 9.0, 1.0], [False, False, True, True])
+    assert (shadow.challenger_ms.tolist(), shadow.champion_ms.tolist()) == ([9.0], [4.0])
+
+
+def test_a_load_swing_shared_by_both_variants_does_not_roll_back_an_equally_fast_challenger() -> None:
+    from deployments.statistics import LatencyGuard, pair_by_start_time
+
+    rng = np.random.default_rng(3)
+    start = np.sort(rng.uniform(0, 33, 5000))  # 150 requests/s; judged 3 s after ...
+    chall = rng.random(5000) < np.where(start < 30, 0.1, 0.5)  # ... the canary's second step, which ...
+    load = np.where(start < 30, 1.0, 3.0)  # ... coincided with another job starting
+    latency = 20 * rng.lognormal(0, 0.25, 5000) * load
+    pooled_ratio = np.percentile(latency[chall], 95) / np.percentile(latency[~chall], 95)
+    assert pooled_ratio > 1.5  # what the old p95 guard saw
+    verdict = LatencyGuard(alpha=0.05).evaluate(pair_by_start_time(start, latency, chall))
+    assert verdict.decision == "continue" and verdict.median_ratio == pytest.approx(1.0, abs=0.05)
+    slow = LatencyGuard(alpha=0.05).evaluate(pair_by_start_time(start, latency * np.where(chall, 2.0, 1.0), chall))
+    assert slow.decision == "abort" and "roll back" in slow.explanation
+
+
+# ------------------------------------------------------------------------------------ the always-valid A/B verdict
+def test_ab_interval_is_the_mixture_boundary() -> None:
+    from deployments.statistics import ab_sequential
+    from deployments.statistics.always_valid import half_width
+
+    verdict = ab_sequential(450, 500, 430, 500, alpha=0.05, min_effect=0.05)
+    pa, pb = 451 / 502, 431 / 502
+    v = pa * (1 - pa) / 500 + pb * (1 - pb) / 500
+    half = math.sqrt(v * (v + 0.0025) / 0.0025 * (2 * math.log(20) + math.log((v + 0.0025) / v)))
+    assert half_width(v, 0.05, 0.05) == pytest.approx(half)
+    assert verdict.difference == pytest.approx(-0.04)
+    assert (verdict.ci_lower, verdict.ci_upper) == pytest.approx((-0.04 - half, -0.04 + half))
+    # at the same counts the fixed-horizon interval is narrower: the price of being valid at every look
+    fixed = ab_test(450, 500, 430, 500)
+    assert fixed.ci_upper - fixed.ci_lower < verdict.ci_upper - verdict.ci_lower
+    assert "always-valid 95% interval" in verdict.explanation
+
+
+def test_ab_verdict_holds_its_level_when_looked_at_after_every_label() -> None:
+    from deployments.statistics.always_valid import half_width
+
+    rng = np.random.default_rng(8)
+    rollouts, labels = 1000, 3000
+    arm = rng.random((rollouts, labels)) < 0.5
+    correct = rng.random((rollouts, labels)) < 0.9
+    nb = np.cumsum(arm, axis=1)
+    na = np.arange(1, labels + 1) - nb
+    kb, ka = np.cumsum(correct & arm, axis=1), np.cumsum(correct & ~arm, axis=1)
+    pa, pb = (ka + 1) / (na + 2), (kb + 1) / (nb + 2)
+    v = pa * (1 - pa) / np.maximum(na, 1) + pb * (1 - pb) / np.maximum(nb, 1)
+    half = np.vectorize(lambda x: half_width(x, 0.05, 0.05))(v)
+    diff = kb / np.maximum(nb, 1) - ka / np.maximum(na, 1)
+    ready = (na >= 100) & (nb >= 100)
+    assert (ready & (diff + half < 0)).any(axis=1).mean() <= 0.05  # equal models: "worse" at some look
+    assert (ready & (np.abs(diff) > half)).any(axis=1).mean() <= 0.05  # either side
