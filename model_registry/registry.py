@@ -192,8 +192,15 @@ class ModelRegistry:
             )
         if semver in self.taken_semvers():
             raise RegistryError(f"semver {semver} is already used by another version of {self.name!r}.")
+        # MLflow 3 logs models as `models:/<model id>`; a tracking server refuses that source without the id
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
         return self.client.create_model_version(
-            self.name, source=model_uri, run_id=run_id, tags={**tags, TAG_SEMVER: semver}, description=description
+            self.name,
+            source=model_uri,
+            run_id=run_id,
+            tags={**tags, TAG_SEMVER: semver},
+            description=description,
+            model_id=model_id,
         )
 
     def set_alias(self, alias: str, version: str, *, actor: str, reason: str) -> None:
