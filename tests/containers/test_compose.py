@@ -4,12 +4,10 @@ container serves the new champion, and `down` leaves nothing running."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,44 +28,6 @@ def _sql(statement: str) -> None:
     with conn.cursor() as cur:
         cur.execute(statement)
     conn.close()
-
-
-@pytest.fixture
-def postgres_on_the_bridge() -> Iterator[int]:
-    """A TCP forwarder on the host's Docker-bridge address to the machine's PostgreSQL (which listens on 127.0.0.1
-    only), so containers reach it as host.docker.internal; yields its port."""
-    import asyncio
-    import threading
-
-    bridge = json.loads(
-        subprocess.run(["docker", "network", "inspect", "bridge"], capture_output=True, text=True).stdout
-    )
-    device = bridge[0]["Options"].get("com.docker.network.bridge.name", "docker0")
-    shown = subprocess.run(["ip", "-4", "-o", "addr", "show", device], capture_output=True, text=True).stdout.split()
-    address = shown[shown.index("inet") + 1].split("/")[0]  # what host.docker.internal:host-gateway resolves to
-    loop = asyncio.new_event_loop()
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", 5432)
-        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
-
-    server = loop.run_until_complete(asyncio.start_server(handle, address, 0))
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield server.sockets[0].getsockname()[1]
-    loop.call_soon_threadsafe(server.close)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=10)
 
 
 def test_the_compose_stack_runs_the_lifecycle_and_serves(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -20,7 +19,6 @@ from tests.containers.conftest import predict_one, wait_ready
 from tests.helpers import train_and_register
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(2400)]  # the first includes building the image
-POSTGRES = os.environ.get("MLOPS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -28,18 +26,20 @@ def docker(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 
 def test_the_gateway_serves_from_the_image_as_a_non_root_healthy_container(
-    image: str, settings: Settings, home: Path
+    image: str, settings: Settings, home: Path, postgres_on_the_bridge: int
 ) -> None:
     train_and_register(settings, load_config(DEMO_CONFIG), "1.0.0", "champion", actor="test", description="t")
     for path in [home, *home.rglob("*")]:  # the container's user (uid 10001) reads the home and writes SQLite's journal
         path.chmod(0o777 if path.is_dir() else 0o666)
     port, name = free_port(), f"mlops-test-{uuid.uuid4().hex[:8]}"
+    database = f"postgresql://postgres@host.docker.internal:{postgres_on_the_bridge}/test"
     run = docker(
-        "run", "-d", "--name", name, "--network", "host",
+        "run", "-d", "--name", name, "--add-host", "host.docker.internal:host-gateway",
+        "-p", f"127.0.0.1:{port}:8080",  # the image's own command: `mlops serve` on 8080, which its HEALTHCHECK probes
         "-v", f"{home}:{home}",
         "-e", f"MLOPS_HOME={home}",
-        "-e", f"MLOPS_DATABASE_URL={POSTGRES}",
-        image, "serve", "--host", "127.0.0.1", "--port", str(port),
+        "-e", f"MLOPS_DATABASE_URL={database}",
+        image,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     try:
