@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from core.config import load_config
 from core.features import prepare_features
@@ -57,7 +58,8 @@ def serve_labelled(settings: Any, config_path: Path, version: str, *, late_bias:
     rows = synthetic(n_rows=n, seed=11, missing_fraction=0.0)
     rng = np.random.default_rng(11)
     truth = rows["monthly_spend"] * 1.1 + rows["usage_score"] * 5 + rng.normal(0, 5, n)
-    predictions = load_model("spend", version).predict(prepare_features(rows, config))
+    client = MlflowClient(settings.tracking_uri)
+    predictions = load_model(client, "spend", version).predict(prepare_features(rows, config))
     log, start = PredictionLog(settings.store_url), utcnow() - timedelta(minutes=30)
     for i in range(n):
         log.record(
