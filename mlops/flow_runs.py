@@ -155,13 +155,27 @@ def _follow(
 
     log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
     shown, started, hinted = 0, time.monotonic(), False
-    while True:
-        run = client.read_flow_run(flow_run_id)  # read before the logs: logs of a final run are all in by then
+
+    def show_new_logs() -> int:
+        nonlocal shown
+        before = shown
         while logs := client.read_logs(log_filter=log_filter, offset=shown, limit=200, sort=LogSort.TIMESTAMP_ASC):
             for log in logs:
                 echo(f"{log.timestamp:%H:%M:%S} {log.message}")
             shown += len(logs)
+        return shown - before
+
+    while True:
+        run = client.read_flow_run(flow_run_id)
+        show_new_logs()
         if run.state is not None and run.state.is_final():
+            # the run's process ships its last log lines in a batch after it has set the final state: keep reading
+            # until 3 quiet seconds (Prefect ships logs every 2 s; at most 15 s in all), so the user sees how the
+            # run ended, not only that it did
+            deadline, quiet = time.monotonic() + 15, 0
+            while quiet < 3 and time.monotonic() < deadline:
+                time.sleep(1.0)
+                quiet = 0 if show_new_logs() else quiet + 1
             return run.state
         waiting = run.state is not None and run.state.is_scheduled()
         if not hinted and waiting and time.monotonic() - started > worker_hint_seconds:
