@@ -13,8 +13,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QUIET_ENV = {
@@ -23,6 +24,10 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
 }
+
+
+JSON_LOGS_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_CONFIGURE_LOGGING": "false"}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -70,10 +75,55 @@ class Settings(BaseSettings):
         " loading them can run any code their author chose; off by default.",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="MLOPS_LOG_FORMAT: text (plain lines for a person at a terminal) or json (one JSON object per "
+        "line for a log collector; the Docker image, compose file and Kubernetes manifests set it).",
+    )
+    log_level: str | None = Field(
+        default=None,
+        description="MLOPS_LOG_LEVEL: the level of the project's own loggers (mlops.*); default INFO with json logs, "
+        "WARNING with text.",
+    )
+    access_log: bool | None = Field(
+        default=None,
+        description="MLOPS_ACCESS_LOG: one line per gateway request (method, path, status, duration, request id); "
+        "default on with json logs, off with text.",
+    )
+
     fault_point: str | None = Field(
         default=None,
         description="Test hook (MLOPS_FAULT_POINT): SIGKILL the process at this named point (core/faults.py).",
     )
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _known_log_format(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("text", "json"):
+            return value.strip().lower()
+        raise ValueError(f"unknown log format {value!r}: set MLOPS_LOG_FORMAT (or --log-format) to text or json")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_log_level(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(f"unknown log level {value!r}: set MLOPS_LOG_LEVEL to one of {', '.join(LOG_LEVELS)}")
+
+    @property
+    def effective_log_level(self) -> str:
+        return self.log_level or ("INFO" if self.log_format == "json" else "WARNING")
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return self.log_format == "json" if self.access_log is None else self.access_log
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values no log line may contain (the gateway's admin and feedback tokens)."""
+        return [s for s in (self.gateway_token, self.feedback_token) if s]
 
     @property
     def home_dir(self) -> Path:
@@ -141,22 +191,31 @@ class Settings(BaseSettings):
         # the embedded server's SQLite database while it migrates).
         for var, value in QUIET_ENV.items():
             os.environ.setdefault(var, value)
+        if self.log_format == "json":  # stderr carries JSON lines only: no progress bars, MLflow logs through ours
+            for var, value in JSON_LOGS_ENV.items():
+                os.environ.setdefault(var, value)
         if narrated:  # a command that tells the story itself (the demo); the runs and their logs stay in the UI
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
     def export_to_children(self) -> None:
-        """Make processes this one starts (uvicorn workers, served flows) resolve the same home and config."""
-        os.environ["MLOPS_HOME"] = str(self.home_dir)
-        os.environ["MLOPS_CONFIG"] = str(self.config.resolve())
+        """Make processes this one starts (uvicorn workers, served flows) resolve the same home, config and logs."""
+        os.environ.update(self._for_children())
+
+    def _for_children(self) -> dict[str, str]:
+        out = {
+            "MLOPS_HOME": str(self.home_dir),
+            "MLOPS_CONFIG": str(self.config.resolve()),
+            "MLOPS_LOG_FORMAT": self.log_format,
+        }
+        if self.log_level:
+            out["MLOPS_LOG_LEVEL"] = self.log_level
+        if self.access_log is not None:
+            out["MLOPS_ACCESS_LOG"] = "true" if self.access_log else "false"
+        return out
 
     def child_environment(self, **extra: str) -> dict[str, str]:
         """The environment for a child process: this one's, with these settings and ``extra`` on top."""
-        return {
-            **os.environ,
-            "MLOPS_HOME": str(self.home_dir),
-            "MLOPS_CONFIG": str(self.config.resolve()),
-            **extra,
-        }
+        return {**os.environ, **self._for_children(), **extra}
 
 
 def with_installed_driver(url: str) -> str:

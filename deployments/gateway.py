@@ -38,6 +38,7 @@ from typing import Any
 
 from fastapi import Request
 
+from core import logs
 from core.errors import UnsafeModelError
 from core.names import CHALLENGER, CHAMPION
 from core.notify import notify
@@ -106,6 +107,10 @@ class Gateway:
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
+        settings = self.context.settings  # credentials in these URLs are redacted by the log set-up (core/logs.py)
+        log.info(
+            "gateway for %s: project store %s, MLflow %s", self.model_name, settings.store_url, settings.tracking_uri
+        )
         self.log.start()
         self.refresh()
         self._refresher = threading.Thread(target=self._refresh_loop, name="gateway-refresh", daemon=True)
@@ -205,6 +210,7 @@ class Gateway:
         assert schema_of is not None
         validate_records(records, schema_of)  # raises InvalidInput: the caller's fault, no variant charged
         ids = self.new_ids(len(records))
+        logs.annotate(prediction_id=ids[0], records=len(ids))  # the prediction log's request_id (first record)
         weight = rollout.served_weight if rollout else 0.0
         primary = choose_variant(weight, routing_key, salt=str(rollout.id) if rollout else "")
         if rollout is not None and rollout.shadow:
@@ -217,6 +223,7 @@ class Gateway:
         for position, (variant, handle) in enumerate(order):
             if handle is None or not self.breakers[variant].allow():
                 continue
+            logs.annotate(variant=variant, model_version=handle.version, rollout_id=rollout_id)
             # The deadline applies to both variants alike; the last variant able to answer is waited for (up to
             # LAST_RESORT_SECONDS), because a late answer serves the caller better than a 503. In shadow mode
             # neither can stand in for the other, so both the answer and the shadow copy get LAST_RESORT_SECONDS.

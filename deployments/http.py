@@ -5,6 +5,7 @@ and the token-protected admin endpoints are a FastAPI app behind it."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import generate_latest
 from starlette.requests import ClientDisconnect
 
+from core import logs
 from core.names import CHAMPION
 from core.store.rollouts import Rollout
 from deployments.gateway import Gateway, Unavailable, bearer_matches
@@ -52,6 +54,8 @@ async def answer_feedback(gateway: Gateway, body: bytes, authorization: bytes | 
     parsed = parse_json(body)
     single = isinstance(parsed, dict) and "feedback" not in parsed
     items = [parsed] if single else parsed.get("feedback") if isinstance(parsed, dict) else parsed
+    if single and isinstance(parsed.get("request_id"), str):
+        logs.annotate(prediction_id=parsed["request_id"])  # follow one answer from predict to its label
     if not isinstance(items, list) or not items:
         raise InvalidInput([{"field": "feedback", "error": "expected {request_id, label} or a list of them"}])
     if len(items) > MAX_FEEDBACK_ITEMS:
@@ -163,15 +167,52 @@ class GatewayApp:
     """The ASGI app uvicorn runs: ``POST /v1/predict`` and ``POST /v1/feedback`` are answered here directly, every
     other path by the FastAPI app behind it. The two hot endpoints skip FastAPI's middleware, routing, dependency and
     response layers, which cost about a fifth of the gateway's CPU per request under load (py-spy, see
-    benchmarks/README.md). Their answers and error bodies are the ones the FastAPI routes gave before."""
+    benchmarks/README.md). Their answers and error bodies are the ones the FastAPI routes gave before.
 
-    def __init__(self, gateway: Gateway, app: FastAPI) -> None:
+    Every HTTP request gets a request id (the caller's valid ``x-request-id``, else a new one), returned in the
+    ``x-request-id`` response header and bound to the log context, so every line logged while handling it carries
+    it; with ``access_log`` one structured line per request follows its answer (core/logs.py)."""
+
+    def __init__(self, gateway: Gateway, app: FastAPI, access_log: bool = False) -> None:
         self.gateway = gateway
         self.app = app  # also reachable for tests and docs: /docs lists the admin and status endpoints
+        self.access_log = access_log
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        started = time.perf_counter()
+        supplied = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id, kept = logs.request_id_from(supplied)
+        # uvicorn runs each request in a task of its own, so the context needs no reset: it ends with the task (and
+        # uvicorn's own "Exception in ASGI application" line, logged after this returns, still carries the id)
+        logs.bind(request_id=request_id)
+        id_header = (b"x-request-id", request_id.encode())
+        status: int | None = None
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            await send(message)
+
+        failed = True
+        try:
+            await self.route(scope, receive, send_with_id)
+            failed = False
+        finally:
+            if status is None:  # nothing answered: uvicorn answers 500 for an exception; 499: the caller hung up
+                status = 500 if failed else 499
+            if self.access_log:
+                client = scope.get("client")
+                extra = {} if kept or supplied is None else {"request_id_replaced": True}
+                logs.log_access(scope["method"], scope["path"], status, started, client[0] if client else None, **extra)
+
+    async def route(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         path = scope.get("path")
-        if scope["type"] != "http" or path not in ("/v1/predict", "/v1/feedback"):
+        if path not in ("/v1/predict", "/v1/feedback"):
             await self.app(scope, receive, send)  # type: ignore[arg-type]
             return
         gateway = self.gateway
@@ -199,7 +240,8 @@ async def respond(send: Send, status: int, payload: bytes, extra: list[tuple[byt
     await send({"type": "http.response.body", "body": payload})
 
 
-def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> GatewayApp:
+def create_app(gateway: Gateway, manage_lifecycle: bool = True, access_log: bool | None = None) -> GatewayApp:
+    """The gateway's ASGI app; ``access_log`` defaults to the settings (MLOPS_ACCESS_LOG, on with json logs)."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
@@ -273,4 +315,6 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True) -> GatewayApp:
         await asyncio.get_running_loop().run_in_executor(None, gateway.refresh)
         return JSONResponse(result)
 
-    return GatewayApp(gateway, app)
+    if access_log is None:
+        access_log = gateway.context.settings.access_log_enabled
+    return GatewayApp(gateway, app, access_log)

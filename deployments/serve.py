@@ -6,9 +6,12 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
+from core import logs
 from core.settings import Settings, get_settings
 from deployments.gateway import Gateway
 from deployments.http import GatewayApp, create_app
@@ -24,8 +27,15 @@ def build_gateway(settings: Settings) -> Gateway:
 def app_factory() -> GatewayApp:
     """Used by uvicorn (``factory=True``) so every worker process builds its own gateway from the environment."""
     settings = get_settings()
+    logs.configure(settings)  # a worker process of its own: its logging is set up here, once
     settings.apply_to_environment()
     return create_app(build_gateway(settings))
+
+
+def uvicorn_log_config(settings: Settings) -> dict[str, Any] | None:
+    """With json logs uvicorn installs no handlers of its own: its lines reach the root logger's JSON handler (its
+    plain access log stays off; the gateway writes a structured one). With text, uvicorn's usual console lines."""
+    return None if settings.log_format == "json" else LOGGING_CONFIG
 
 
 def serve(settings: Settings, host: str, port: int, workers: int, log_level: str = "warning") -> None:
@@ -38,6 +48,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, log_level: str
         workers=workers,
         log_level=log_level,
         access_log=False,
+        log_config=uvicorn_log_config(settings),
     )
 
 
@@ -66,7 +77,12 @@ def serve_in_background(gateway: Gateway, host: str = "127.0.0.1", port: int | N
     gateway.start()
     port = port or free_port(host)
     config = uvicorn.Config(
-        create_app(gateway, manage_lifecycle=False), host=host, port=port, log_level="warning", access_log=False
+        create_app(gateway, manage_lifecycle=False),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        log_config=uvicorn_log_config(gateway.context.settings),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="gateway-server", daemon=True)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import MlopsError
+from core.errors import ConfigError, MlopsError
 from core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -53,14 +53,22 @@ app.add_typer(image_app, name="image")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay one copy-pastable line
-_state: dict[str, Any] = {"debug": False, "config": None}
+_state: dict[str, Any] = {"debug": False, "config": None, "log_format": None}
 
 
 def _settings() -> Settings:
-    settings = get_settings()
-    if _state["config"] is not None:
-        settings = settings.model_copy(update={"config": _state["config"]})
-    return settings
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as err:  # a bad MLOPS_* variable: name it and its fix, no traceback
+        problems = "; ".join(
+            f"MLOPS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        )
+        raise ConfigError(f"invalid environment: {problems}") from None
+    overrides = {k: _state[k] for k in ("config", "log_format") if _state[k] is not None}
+    return settings.model_copy(update=overrides) if overrides else settings
 
 
 def _context() -> ProjectContext:
@@ -76,10 +84,25 @@ def _main(
         None, "--config", "-c", help="Project configuration file (default: $MLOPS_CONFIG or config/project.yaml)."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        help="Log lines as text (default) or json, one object per line ($MLOPS_LOG_FORMAT); passed to the gateway's "
+        "workers.",
+    ),
 ) -> None:
+    from core import logs
+
     _state["debug"] = debug
     _state["config"] = config
-    get_settings().apply_to_environment()
+    _state["log_format"] = None
+    if log_format is not None:
+        if log_format.strip().lower() not in ("text", "json"):
+            raise ConfigError(f"unknown --log-format {log_format!r}: use text or json.")
+        _state["log_format"] = log_format.strip().lower()
+    settings = _settings()
+    logs.configure(settings)
+    settings.apply_to_environment()
 
 
 # ---- config ------------------------------------------------------------------------------------------------
@@ -386,9 +409,18 @@ def serve_cmd(
     from deployments.serve import TOKEN_ENV, serve
 
     settings = _settings()
-    if not settings.gateway_token:
-        err_console.print(f"note: {TOKEN_ENV} is not set, so the admin endpoints (reload, approve, abort) are off.")
-    console.print(f"Gateway on http://{host}:{port} (Ctrl-C stops it)")
+    note = f"{TOKEN_ENV} is not set, so the admin endpoints (reload, approve, abort) are off."
+    if settings.log_format == "json":  # a log collector reads these streams: JSON lines only
+        import logging
+
+        log = logging.getLogger("mlops.gateway")
+        if not settings.gateway_token:
+            log.warning(note)
+        log.info("gateway on http://%s:%d with %d worker(s)", host, port, workers)
+    else:
+        if not settings.gateway_token:
+            err_console.print(f"note: {note}")
+        console.print(f"Gateway on http://{host}:{port} (Ctrl-C stops it)")
     serve(settings, host, port, workers)
 
 
