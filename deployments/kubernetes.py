@@ -219,6 +219,7 @@ def _store_wiring(
     env = [
         {"name": "MLOPS_CONFIG", "value": f"{CONFIG_DIR}/project.yaml"},
         {"name": "MLOPS_HOME", "value": "/var/lib/mlops"},
+        {"name": "MLOPS_LOG_FORMAT", "value": "json"},  # one JSON object per line for the cluster's log collector
         {"name": "MLFLOW_TRACKING_URI", "value": target.tracking_uri},
         {
             "name": "MLOPS_DATABASE_URL",

@@ -134,6 +134,7 @@ def test_gateway_pods_are_probed_hardened_and_wired_to_shared_stores() -> None:
     assert env["MLFLOW_TRACKING_URI"]["value"] == TARGET.tracking_uri
     assert env["MLOPS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "mlops-database", "key": "database-url"}
     assert env["MLOPS_GATEWAY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "gateway-admin", "key": "token"}
+    assert env["MLOPS_LOG_FORMAT"]["value"] == "json"
     assert docs["Service"][0]["spec"]["selector"] == gateway["spec"]["selector"]["matchLabels"]
     assert docs["PodDisruptionBudget"][0]["spec"]["selector"] == gateway["spec"]["selector"]
     worker_args = worker["spec"]["template"]["spec"]["containers"][0]["args"]
