@@ -27,6 +27,11 @@ Usage (from the repository root)::
     .venv/bin/python benchmarks/gateway_throughput.py [--seconds 10] [--concurrency 8]
 
 Prints a markdown table and writes the figures to ``benchmarks/results/gateway_throughput.json``.
+
+``--log-formats`` measures the cost of structured logs instead: the gateway alone, started three times from the same
+home (text logs, the default: no access log; json logs with the access log, the image's default; json without the
+access log), measured the same way, with the bytes each wrote to its log file per request. Figures go to
+``benchmarks/results/gateway_logs.json``.
 """
 
 from __future__ import annotations
@@ -765,11 +770,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3000, help="in-process predict calls")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved measuring rounds per target")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and server logs")
+    parser.add_argument(
+        "--log-formats", action="store_true", help="compare the gateway with text and json logs (only the gateway)"
+    )
     args = parser.parse_args(argv)
     args.seconds = min(max(args.seconds, 1.0), 60.0)  # bounded: the whole run stays within a few minutes
     args.concurrency = min(max(args.concurrency, 1), 256)
     args.rounds = min(max(args.rounds, 1), 10)
 
+    if args.log_formats:
+        return log_formats_main(args)
     workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     procs = Processes()
     started = time.monotonic()
@@ -848,6 +858,138 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+LOG_VARIANTS = {  # target name -> (log file stem, environment of the gateway)
+    "text logs (default; no access log)": ("text", {"MLOPS_LOG_FORMAT": "text"}),
+    "json logs + access log (image default)": ("json-access", {"MLOPS_LOG_FORMAT": "json"}),
+    "json logs, access log off": ("json-quiet", {"MLOPS_LOG_FORMAT": "json", "MLOPS_ACCESS_LOG": "false"}),
+}
+TARGET_LOG_COST = 0.10  # issue 11: log volume under load costs at most 10% of throughput
+
+
+def log_formats_main(args: argparse.Namespace) -> int:
+    """The gateway with each of LOG_VARIANTS, measured in interleaved rounds like the main benchmark."""
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-logs-"))
+    procs = Processes()
+    started = time.monotonic()
+    load_at_start = os.getloadavg()
+    try:
+        with interruptible():
+            print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
+            setup = make_home(workdir)
+            records = write_bodies(workdir / "records.jsonl", feature_rows(), "records")
+            base_env = server_env(setup["home"])
+            for var in ("MLOPS_LOG_FORMAT", "MLOPS_ACCESS_LOG", "MLOPS_LOG_LEVEL"):
+                base_env.pop(var, None)
+            print("In-process CPU time of one access line", flush=True)
+            per_line = access_line_cpu_us(workdir)
+            servers: dict[str, tuple[Server, str, Path]] = {}
+            first_body = records.read_text().splitlines()[0].encode()
+            for name, (stem, extra) in LOG_VARIANTS.items():
+                port = free_port()
+                cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+                log_path = workdir / f"gateway-{stem}.log"  # what a container runtime would collect
+                proc = procs.start(pinned(cmd, SERVER_CPU), {**base_env, **extra}, log_path)
+                server = Server(name, proc, port, log_path, time.monotonic())
+                print(f"  {name}: answering {wait_until_answers(server, '/v1/predict', first_body):.1f} s after start")
+                servers[name] = (server, "/v1/predict", records)
+            sizes_before = {name: server.log_path.stat().st_size for name, (server, _, _) in servers.items()}
+            print("Measuring", flush=True)
+            http = measure_all(servers, args, workdir)
+            for name, (server, _, _) in servers.items():
+                procs.stop(server.proc)
+                answered = http[name]["loaded"]["requests"] + http[name]["serial"]["requests"]
+                written = server.log_path.stat().st_size - sizes_before[name]
+                http[name]["log_bytes_per_request"] = written / max(answered, 1)
+            text, json_on = (http[n]["loaded"] for n in list(LOG_VARIANTS)[:2])
+            results: dict[str, Any] = {
+                "benchmark": "gateway_logs",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "command": "python benchmarks/gateway_throughput.py " + " ".join(sys.argv[1:]),
+                "loadavg_at_start": load_at_start,
+                "seconds": args.seconds,
+                "concurrency": args.concurrency,
+                "machine": machine_facts(),
+                "http": http,
+                "access_line_cpu_us": per_line,
+                "cost_rps": 1.0 - json_on["rps"] / text["rps"],
+                "cost_requests_per_cpu_second": 1.0
+                - json_on["requests_per_cpu_second"] / text["requests_per_cpu_second"],
+                "wall_seconds": time.monotonic() - started,
+            }
+            table = log_report(results, args)
+            results["table_markdown"] = table
+            path = write_json("gateway_logs.json", results)
+            print()
+            print(table)
+            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
+            return 0
+    except KeyboardInterrupt:
+        print("interrupted: stopping servers", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def access_line_cpu_us(workdir: Path, lines: int = 20_000) -> dict[str, float]:
+    """CPU microseconds per access line (``time.process_time``, robust to other work on the machine): the gateway's
+    own call (core/logs.py ``log_access``) through the configured handler, written to a file, per format."""
+    from core import logs
+    from core.settings import Settings
+
+    out = {}
+    stderr = sys.stderr
+    for log_format in ("json", "text"):
+        logs.configure(Settings(log_format=log_format, access_log=True))
+        token = logs.bind(request_id="abc-123", prediction_id="83bf55ca21be840f12b363c628a70471", records=1)
+        logs.annotate(variant="champion", model_version="1", rollout_id=None)
+        with (workdir / f"access-{log_format}.log").open("w") as sink:
+            sys.stderr = sink
+            try:
+                started = time.process_time()
+                for _ in range(lines):
+                    logs.log_access("POST", "/v1/predict", 200, time.perf_counter(), "127.0.0.1")
+                out[log_format] = (time.process_time() - started) / lines * 1e6
+            finally:
+                sys.stderr = stderr
+                logs.unbind(token)
+    return out
+
+
+def log_report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    c = args.concurrency
+    text_cpu_ms = results["http"][next(iter(LOG_VARIANTS))]["loaded"]["server_cpu_ms_per_request"]
+    lines = [
+        f"Single-record requests, {args.seconds:g} s per variant at {c} connections in {args.rounds} interleaved "
+        f"rounds, then {args.serial_seconds:g} s at 1 connection. {results['machine']['pinning']}.",
+        "",
+        f"| gateway | req/s (c={c}) | p50 ms | p99 ms | server CPU ms/req | req per CPU-second | CPU share "
+        "| p50 ms (c=1) | log bytes/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results["http"].items():
+        lo, se = r["loaded"], r["serial"]
+        lines.append(
+            f"| {name} | {fmt(lo['rps'], 0)} | {fmt(lo['p50_ms'])} | {fmt(lo['p99_ms'])} "
+            f"| {fmt(lo['server_cpu_ms_per_request'], 3)} | {fmt(lo['requests_per_cpu_second'], 0)} "
+            f"| {lo['server_cpu_utilisation']:.0%} | {fmt(se['p50_ms'])} | {fmt(r['log_bytes_per_request'], 0)} |"
+        )
+    lines += [
+        "",
+        f"Cost of json logs + access log against text logs: {results['cost_rps']:.1%} of req/s, "
+        f"{results['cost_requests_per_cpu_second']:.1%} of requests per server CPU-second "
+        f"(target: at most {TARGET_LOG_COST:.0%}).",
+        "",
+        "In-process CPU per access line (written to a file): "
+        + ", ".join(f"{k} {v:.1f} µs" for k, v in results["access_line_cpu_us"].items())
+        + f"; against the text gateway's {text_cpu_ms:.3f} ms of server CPU per request.",
+    ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

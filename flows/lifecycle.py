@@ -13,6 +13,7 @@ import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from core import logs
 from core.config import ProjectConfig, load_config
 from core.errors import ValidationFailed
 from core.names import EVENT_MODEL_REGISTERED, EVENT_VALIDATION_FAILED, model_resource
@@ -55,6 +56,7 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     logger.info("Running change request %s", request.label)
     outcome = LifecycleOutcome(status="failed", decision="", request_id=request.id)
     run_id: str | None = None
+    log_context = logs.bind(change_request_id=request.id)  # on every log line of the run (core/logs.py)
     try:
         context = context.with_config(load_config(context.config_path, request.overrides))
         config, client = context.config, context.mlflow
@@ -101,6 +103,8 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     except Exception as err:
         _record_failure(context, err, outcome, request, run_id)
         raise
+    finally:
+        logs.unbind(log_context)
 
 
 def _tune(context: ProjectContext, config: ProjectConfig, train_rows: pd.DataFrame, run_id: str) -> ProjectConfig:

@@ -80,3 +80,18 @@ def test_lines_inside_runs_carry_the_run_and_still_reach_the_prefect_api(
     assert shipped in messages, messages
     assert any("Finished in state Completed" in m for m in messages), messages
     assert not any("hunter2" in m for m in messages)
+
+
+def test_lifecycle_lines_name_their_change_request_and_run(
+    json_logs: None, capsys: pytest.CaptureFixture[str], store: Any
+) -> None:
+    from tests.flows.test_lifecycle import _run
+
+    outcome = _run(store, "major", "Bootstrap with JSON logs")
+    assert outcome.status == "registered"
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    running = next(line for line in lines if line["message"].startswith("Running change request"))
+    assert running["flow_name"] == "lifecycle" and running["change_request_id"] == outcome.request_id
+    in_tasks = [line for line in lines if line.get("task_run_id")]
+    assert in_tasks, "no line from inside a task"
+    assert all(line["change_request_id"] == outcome.request_id for line in in_tasks if line["flow_name"] == "lifecycle")
