@@ -53,10 +53,10 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
     if request is None:
         logger.info("No queued change request; nothing to do. Submit one with `mlops request submit`.")
         return LifecycleOutcome(status="idle", decision="no queued change request")
+    log_context = logs.bind(change_request_id=request.id)  # on every log line of the run (core/logs.py)
     logger.info("Running change request %s", request.label)
     outcome = LifecycleOutcome(status="failed", decision="", request_id=request.id)
     run_id: str | None = None
-    log_context = logs.bind(change_request_id=request.id)  # on every log line of the run (core/logs.py)
     try:
         context = context.with_config(load_config(context.config_path, request.overrides))
         config, client = context.config, context.mlflow
