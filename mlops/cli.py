@@ -674,9 +674,9 @@ def _time_a_gateway(context: ProjectContext, requests: int) -> Any:
     settings, config = context.settings, context.config
     port = free_port()
     cmd = [sys.executable, "-m", "mlops.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd, env=settings.child_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-    )
+    # no access log: its lines (on by default with json logs) would fill the unread stderr pipe and stall the gateway
+    env = settings.child_environment(MLOPS_ACCESS_LOG="false")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
