@@ -499,6 +499,12 @@ def k8s_render(
     token_secret: str | None = typer.Option(
         None, "--token-secret", help="Secret whose key token enables the gateway's admin endpoints."
     ),
+    credentials_secret: str | None = typer.Option(
+        None,
+        "--credentials-secret",
+        help="Secret with keys prefect-auth-string (user:password), mlflow-username, mlflow-password and "
+        "mlflow-secret-key: the rendered servers require them and every pod logs in with them.",
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     apply_now: bool = typer.Option(
         False, "--apply", help="Also server-side apply them to the cluster of your kubeconfig (re-running updates)."
@@ -533,6 +539,7 @@ def k8s_render(
         token_secret=token_secret,
         work_pool="kubernetes" if work_pool == "kubernetes" else "process",
         servers=servers,
+        credentials_secret=credentials_secret,
     )
     docs = render(config, _settings().config, target)
     if work_pool_template is not None:
