@@ -775,6 +775,13 @@ def demo(
     prefect_port: int = typer.Option(4200, help="With --full: Prefect port."),
     mlflow_port: int = typer.Option(5000, help="With --full: MLflow port."),
     gateway_port: int = typer.Option(8000, help="With --full: gateway port."),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="With --full: the project store, MLflow's backend and Prefect's database on this PostgreSQL server "
+        "(as `mlops up --database-url`); the databases must not hold an earlier demo.",
+    ),
+    secure: bool = typer.Option(False, "--secure", help="With --full: the servers behind credentials (`mlops up`)."),
 ) -> None:
     """Champion 1.0.0, challenger 1.1.0, a corrupted export stopped by GX, then a canary promotion and an
     automatic rollback through the gateway with replayed traffic."""
@@ -787,8 +794,12 @@ def demo(
             reset=reset,
             ports=(prefect_port, mlflow_port, gateway_port),
             keep_running=keep_running,
+            database_url=database_url,
+            secure=secure,
         )
         return
+    if database_url or secure:
+        raise MlopsError("--database-url and --secure go with --full (the stack demo); the short demo is embedded.")
     from mlops.demo import run_demo
 
     run_demo(_settings(), console, reset=reset, with_rollout=with_rollout)
