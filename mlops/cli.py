@@ -200,6 +200,10 @@ def _store_url(database_url: str | None) -> str:
     return database_url or settings.store_url
 
 
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)  # one line, as grep and logs want it
+
+
 def _database_url_option() -> Any:
     return typer.Option(
         None, "--database-url", help="The store to act on (default: MLOPS_DATABASE_URL, or MLOPS_HOME/mlops.db)."
@@ -222,7 +226,7 @@ def db_current(
     if as_json:
         print(json.dumps({"url": where.url, "revision": where.current, "head": where.head, "state": where.state}))
     else:
-        console.print(f"project store {where.url}: {where.describe()}", highlight=False)
+        _say(f"project store {where.url}: {where.describe()}")
     refusal = where.refusal()
     if refusal is not None:
         raise typer.Exit(refusal.exit_code)
@@ -236,19 +240,16 @@ def db_upgrade(database_url: str | None = _database_url_option()) -> None:
     before, after = upgrade(_store_url(database_url))
     where = f"the project store at {after.url}"
     if before.state == "empty":
-        console.print(f"created {where} at schema revision {after.current}", highlight=False)
+        _say(f"created {where} at schema revision {after.current}")
     elif before.versioned and before.current == after.current:
-        console.print(f"{where} is already at schema revision {after.current}: nothing to do", highlight=False)
+        _say(f"{where} is already at schema revision {after.current}: nothing to do")
     elif before.current == after.current:
-        console.print(
+        _say(
             f"recorded schema revision {after.current} in {where} (made before migrations, its tables were current)",
-            highlight=False,
         )
     else:
         made = "" if before.versioned else " (made before migrations)"
-        console.print(
-            f"upgraded {where} from schema revision {before.current}{made} to {after.current}", highlight=False
-        )
+        _say(f"upgraded {where} from schema revision {before.current}{made} to {after.current}")
 
 
 # ---- running -----------------------------------------------------------------------------------------------
