@@ -128,3 +128,31 @@ def test_processes_opening_a_new_store_together_create_it_once(any_store_url: st
     assert errors == []
     assert _versions(any_store_url) == [database.head()]
     assert _differences(any_store_url) == []
+
+
+def test_a_store_older_than_the_live_rollout_index_that_breaks_it_is_upgraded_with_a_warning(
+    any_store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stores from before the one-live-rollout index could hold two live rollouts of a model: the upgrade keeps
+    both, skips the index and says which rollouts to abort."""
+    previous_release_store(any_store_url, rows=False)
+    engine = create_engine(with_installed_driver(any_store_url))
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX uq_rollouts_one_live_per_model"))
+        for challenger in ("2", "3"):
+            conn.execute(
+                text("INSERT INTO rollouts (model_name, strategy, champion_version, challenger_version, status, "
+                     "step_index, weight, started_at, step_started_at, updated_at, reason, steps, policy) VALUES "
+                     "('m', 'canary', '1', :c, 'running', 0, 5.0, :at, :at, :at, '', '[]', '{}')"),
+                {"c": challenger, "at": "2026-11-29 12:00:00+00:00"},
+            )  # fmt: skip
+    engine.dispose()
+
+    with caplog.at_level("WARNING", logger="mlops.store"):
+        _, after = database.upgrade(any_store_url)
+    assert after.current == database.head()
+    assert "more than one live rollout of m" in caplog.text
+    assert "`mlops rollout abort`" in caplog.text
+    with get_engine(any_store_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM rollouts WHERE status = 'running'")).scalar() == 2
+    close_engine(any_store_url)

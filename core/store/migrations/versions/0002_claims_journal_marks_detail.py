@@ -66,8 +66,8 @@ def _add_one_live_index() -> None:
     models = [row[0] for row in twice]
     if models:  # the data already breaks it: upgrade the rest, say what to do
         log.warning(
-            "the project store holds more than one live rollout of %s, so index %s was not added; abort the extra "
-            "ones with `mlops rollout abort`",
+            "the project store holds more than one live rollout of %s, so index %s was not added: abort the extra "
+            "ones with `mlops rollout abort` (until the index exists, two rollout starts racing could both win)",
             ", ".join(models),
             ONE_LIVE,
         )
