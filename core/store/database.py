@@ -33,9 +33,10 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from core.errors import StoreSchemaError
+from core.errors import MlopsError, StoreSchemaError
 from core.settings import with_installed_driver
 
 VERSION_TABLE = "mlops_schema_version"
@@ -74,6 +75,16 @@ def redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{host}"
     return url
+
+
+def cannot_open(url: str, err: SQLAlchemyError) -> MlopsError:
+    """The error for a store that cannot be reached or read, naming the setting to check."""
+    cause = " ".join(str(getattr(err, "orig", None) or err).split())  # the driver's lines, as one
+    end = "" if cause.endswith((".", "?", "!")) else "."
+    return MlopsError(
+        f"cannot open the project store at {redact(url)}: {cause}{end} "
+        "Check MLOPS_DATABASE_URL (or MLOPS_HOME for the default SQLite file)."
+    )
 
 
 # ---- revisions ------------------------------------------------------------------------------------------------
@@ -244,6 +255,8 @@ def status(url: str) -> StoreRevision:
     try:
         with engine.connect() as conn:
             return _revision(conn, url)
+    except SQLAlchemyError as err:
+        raise cannot_open(url, err) from None
     finally:
         engine.dispose()
 
@@ -267,6 +280,8 @@ def upgrade(url: str) -> tuple[StoreRevision, StoreRevision]:
             after = _revision(conn, url)
         log.info("upgraded the project store at %s from %s to %s", after.url, before.current, after.current)
         return before, after
+    except SQLAlchemyError as err:  # nothing committed: the transaction rolled back
+        raise cannot_open(url, err) from None
     finally:
         engine.dispose()
 

@@ -27,9 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.errors import MlopsError
 from core.settings import with_installed_driver
-from core.store.database import new_engine, prepare, redact
+from core.store.database import cannot_open, new_engine, prepare
 
 metadata = MetaData()
 
@@ -174,11 +173,7 @@ def get_engine(url: str) -> Engine:
             prepare(engine, url)
         except SQLAlchemyError as err:
             engine.dispose()
-            cause = getattr(err, "orig", None) or err
-            raise MlopsError(
-                f"cannot open the project store at {redact(url)}: {cause}. "
-                "Check MLOPS_DATABASE_URL (or MLOPS_HOME for the default SQLite file)."
-            ) from None
+            raise cannot_open(url, err) from None
         except BaseException:
             engine.dispose()
             raise

@@ -103,6 +103,15 @@ def test_a_new_home_needs_no_command(cli_home: Path) -> None:
     assert "revision 0002, the one this version needs" in after.stdout
 
 
+def test_an_unreachable_store_is_named_without_its_password(cli_home: Path) -> None:
+    result = mlops("db", "upgrade", "--database-url", "postgresql://ana:s3cret@127.0.0.1:1/mlops", home=cli_home)
+    assert result.returncode == 1
+    assert "cannot open the project store at postgresql+psycopg2://ana:***@127.0.0.1:1/mlops" in result.stderr
+    assert "Check MLOPS_DATABASE_URL" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
 def _version_rows(url: str) -> list[str] | None:
     engine = create_engine(with_installed_driver(url))
     try:
