@@ -339,9 +339,9 @@ class PredictionLog:
         return select(pick(inner.c.id)).where(inner.c.request_id == answers.c.request_id).scalar_subquery()
 
     def latency_rows(self, model_name: str, rollout_id: int) -> pd.DataFrame:
-        """Every timed answer of a rollout, one per request and variant: request id, variant, start time (seconds
-        since the epoch: completion minus latency), latency in ms and whether it was a shadow copy. The latency
-        guard pairs them (``deployments.statistics.latency``)."""
+        """Every timed answer of a rollout, one per model call and variant (requests batched together count once):
+        request id, variant, start time (seconds since the epoch: completion minus latency), latency in ms and
+        status. The latency guard pairs them (``deployments.statistics.latency``)."""
         stmt = (
             select(
                 predictions.c.request_id,
@@ -365,6 +365,11 @@ class PredictionLog:
             return frame.assign(start=pd.Series(dtype=float), request=pd.Series(dtype=str))
         frame["request"] = frame["request_id"].str.partition("-")[0]  # the records of one request share a prefix
         frame = frame.drop_duplicates(["request", "variant"])
+        # requests batched into one model call share its time: one observation per call, not one per request
+        # (a timeout's elapsed time is its own); keeps the pairs independent, as the latency test assumes
+        answered = frame["status"].isin(("ok", "shadow"))
+        frame = pd.concat([frame[answered].drop_duplicates(["variant", "latency_ms"]), frame[~answered]])
+        frame = frame.sort_index()
         at = pd.to_datetime(frame["at"], utc=True)
         frame["start"] = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds() - frame["latency_ms"] / 1000.0
         return frame.reset_index(drop=True)

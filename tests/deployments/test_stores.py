@@ -161,3 +161,24 @@ def test_absolute_errors_of_a_regressor_are_summed_once_per_labelled_answer(any_
     chall = PredictionLog(any_store_url).variant_stats("m", 4, regression=True)["challenger"]
     assert chall.abs_errors == (3, pytest.approx(4.5), pytest.approx(2.5**2 + 2**2))
     assert chall.to_json()["mean_absolute_error"] == pytest.approx(1.5)
+
+
+def test_requests_batched_into_one_model_call_are_one_latency_observation(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url)
+    at = utcnow()
+    for i in range(5):  # five requests answered by one call of the champion (same model time)
+        log.record(request_id=f"b{i}", model_name="m", variant="champion", status="ok", served=1, latency_ms=5.125,
+                   rollout_id=8, at=at)  # fmt: skip
+    log.record(request_id="c0", model_name="m", variant="challenger", status="ok", served=1, latency_ms=5.125,
+               rollout_id=8, at=at)  # fmt: skip
+    for i in range(2):  # two timeouts of separate requests: each its own elapsed time, each an observation
+        log.record(request_id=f"t{i}", model_name="m", variant="champion", status="timeout", served=0,
+                   latency_ms=251.0, rollout_id=8, at=at)  # fmt: skip
+    log.flush()
+    rows = log.latency_rows("m", 8)
+    assert sorted(zip(rows["variant"], rows["status"], strict=True)) == [
+        ("challenger", "ok"),
+        ("champion", "ok"),
+        ("champion", "timeout"),
+        ("champion", "timeout"),
+    ]
