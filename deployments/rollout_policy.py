@@ -248,5 +248,9 @@ def evaluate(
             verdicts,
         )
     return Evaluation(
-        "continue", "at 100%: waiting for enough labels to judge quality", summary, verdicts, settles=settles
+        "continue",
+        f"last step at {rollout.weight:g}%: waiting for enough labels to judge quality",
+        summary,
+        verdicts,
+        settles=settles,
     )
