@@ -166,7 +166,12 @@ def regression_project(tmp_path: Any) -> tuple[ProjectConfig, Any]:
         "evaluation": {"primary_metric": "mae"},
         "gates": {"min_score": None, "max_regression": 100.0},
         "validation": {"min_rows": 100},
-        "rollout": {**FAST, "quality": {"alpha": 0.05, "min_effect_ratio": 0.1}},
+        # One canary step at 50%: both models keep collecting labels until the MAE test decides. A last step at
+        # 100% would freeze the champion's sample at what a short first step gave it (about 160 labels at 20% and
+        # 40 challenger answers), while passing an equal challenger at a 10% effect on this data needs about 165
+        # on the champion's side even with endless challenger labels, so the test could stay undecided for good.
+        # alpha 0.01 as in `fast`: an equal challenger is rolled back by chance in under 1% of runs.
+        "rollout": {**FAST, "steps": [50.0], "quality": {"alpha": 0.01, "min_effect_ratio": 0.1}},
     }
     path = folder / "project.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -193,7 +198,7 @@ def test_a_worse_regressor_is_rolled_back_and_an_equal_one_promoted(
             target=lambda: out.append(
                 asyncio.run(
                     replay(
-                        served.url, records, labels, rate=250, count=30000, label_delay=0.2, max_seconds=240, stop=stop
+                        served.url, records, labels, rate=250, count=60000, label_delay=0.2, max_seconds=240, stop=stop
                     )
                 )
             )
@@ -201,7 +206,7 @@ def test_a_worse_regressor_is_rolled_back_and_an_equal_one_promoted(
         thread.start()
         try:
             return rollout(
-                config_path=str(config.base_dir / "project.yaml"), poll_seconds=0.3, max_minutes=1.5
+                config_path=str(config.base_dir / "project.yaml"), poll_seconds=0.3, max_minutes=3.5
             ).to_json()
         finally:
             stop.set()
