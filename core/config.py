@@ -348,6 +348,21 @@ class ProjectConfig(_Strict):
     kubernetes: KubernetesConfig = KubernetesConfig()
     base_dir: Path = Field(default=Path("."), exclude=True, description="Folder relative paths resolve from.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _regression_effect(cls, raw: Any) -> Any:
+        """A regressor's quality effect defaults to 10% of the champion's mean absolute error: the classifier's
+        default (0.05, an accuracy drop) means nothing in a target's units."""
+        if not isinstance(raw, dict):
+            return raw
+        metric = (raw.get("evaluation") or {}).get("primary_metric", "accuracy")
+        rollout = raw.get("rollout") or {}
+        quality = rollout.get("quality") or {}
+        regression = METRICS.get(metric, ("", ""))[1] == "regression"
+        if regression and isinstance(quality, dict) and not {"min_effect", "min_effect_ratio"} & quality.keys():
+            return {**raw, "rollout": {**rollout, "quality": {**quality, "min_effect_ratio": 0.1}}}
+        return raw
+
     @model_validator(mode="after")
     def _check_split(self) -> ProjectConfig:
         if self.split.method == "time" and not self.data.time_column:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Float, and_, delete, func, insert, select, update
 
 from core.faults import JOURNAL_DRAINED, crash_point
 from core.store.journal import FEEDBACK, PREDICTION, Journal
@@ -279,8 +279,11 @@ class PredictionLog:
                     conn.execute(delete(journal_marks).where(journal_marks.c.journal == journal.name))
 
     # ---- reading ---------------------------------------------------------------------------------------------
-    def variant_stats(self, model_name: str, rollout_id: int, since: datetime | None = None) -> dict[str, VariantStats]:
-        """Per variant (champion / challenger) counts for one rollout, optionally from ``since`` on."""
+    def variant_stats(
+        self, model_name: str, rollout_id: int, since: datetime | None = None, *, regression: bool = False
+    ) -> dict[str, VariantStats]:
+        """Per variant (champion / challenger) counts for one rollout, optionally from ``since`` on; with
+        ``regression`` also the sums of absolute errors of the labelled answers (labels and predictions numeric)."""
         conds = [predictions.c.model_name == model_name, predictions.c.rollout_id == rollout_id]
         if since is not None:
             conds.append(predictions.c.at >= since)
@@ -316,6 +319,17 @@ class PredictionLog:
             for variant, n, correct in labelled:
                 s = stats.setdefault(variant, VariantStats(variant))
                 s.labelled, s.correct = int(n), int(correct or 0)
+            if regression:
+                error = func.abs(predictions.c.prediction.cast(Float()) - feedback.c.label.cast(Float()))
+                sums = conn.execute(
+                    select(predictions.c.variant, func.count(), func.sum(error), func.sum(error * error))
+                    .select_from(predictions.join(feedback, feedback.c.id == self._counted_label(predictions)))
+                    .where(where, predictions.c.status.in_(ANSWERED))
+                    .group_by(predictions.c.variant)
+                ).all()
+                for variant, n, total, total_sq in sums:
+                    s = stats.setdefault(variant, VariantStats(variant))
+                    s.abs_errors = (int(n), float(total or 0.0), float(total_sq or 0.0))
         return stats
 
     def _counted_label(self, answers: Any) -> Any:
@@ -325,9 +339,9 @@ class PredictionLog:
         return select(pick(inner.c.id)).where(inner.c.request_id == answers.c.request_id).scalar_subquery()
 
     def latency_rows(self, model_name: str, rollout_id: int) -> pd.DataFrame:
-        """Every timed answer of a rollout, one per request and variant: request id, variant, start time (seconds
-        since the epoch: completion minus latency), latency in ms and whether it was a shadow copy. The latency
-        guard pairs them (``deployments.statistics.latency``)."""
+        """Every timed answer of a rollout, one per model call and variant (requests batched together count once):
+        request id, variant, start time (seconds since the epoch: completion minus latency), latency in ms and
+        status. The latency guard pairs them (``deployments.statistics.latency``)."""
         stmt = (
             select(
                 predictions.c.request_id,
@@ -351,6 +365,11 @@ class PredictionLog:
             return frame.assign(start=pd.Series(dtype=float), request=pd.Series(dtype=str))
         frame["request"] = frame["request_id"].str.partition("-")[0]  # the records of one request share a prefix
         frame = frame.drop_duplicates(["request", "variant"])
+        # requests batched into one model call share its time: one observation per call, not one per request
+        # (a timeout's elapsed time is its own); keeps the pairs independent, as the latency test assumes
+        answered = frame["status"].isin(("ok", "shadow"))
+        frame = pd.concat([frame[answered].drop_duplicates(["variant", "latency_ms"]), frame[~answered]])
+        frame = frame.sort_index()
         at = pd.to_datetime(frame["at"], utc=True)
         frame["start"] = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds() - frame["latency_ms"] / 1000.0
         return frame.reset_index(drop=True)
@@ -475,6 +494,7 @@ class VariantStats:
     latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     labelled: int = 0
     correct: int = 0
+    abs_errors: tuple[int, float, float] = (0, 0.0, 0.0)  # regression: labelled answers, sum |error|, sum error**2
 
     @property
     def requests(self) -> int:
@@ -517,4 +537,5 @@ class VariantStats:
             "labelled": self.labelled,
             "correct": self.correct,
             "accuracy": self.accuracy,
+            **({"mean_absolute_error": self.abs_errors[1] / self.abs_errors[0]} if self.abs_errors[0] else {}),
         }
