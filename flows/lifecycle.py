@@ -133,6 +133,8 @@ def _compare_on_recent(
         context.mlflow, run_id, metrics, champion.production_metrics, PRODUCTION_PREFIX, CHAMPION_PRODUCTION_PREFIX
     )
     metric = config.evaluation.primary_metric
+    if metric not in metrics:  # e.g. ROC AUC on recent rows of a single class
+        return
     versus = (
         f" (champion {champion.production_metrics[metric]:.4f})"
         if champion.production_metrics and metric in champion.production_metrics
