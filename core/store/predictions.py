@@ -450,6 +450,38 @@ class PredictionLog:
         meta["at"] = pd.to_datetime(meta["at"], utc=True)
         return pd.concat([features, meta], axis=1).iloc[::-1].reset_index(drop=True)
 
+    def labelled_rows(
+        self, model_name: str, since: datetime, until: datetime, limit: int | None = None
+    ) -> pd.DataFrame:
+        """Labelled answers of ``model_name`` given in [``since``, ``until``), for training: one row per request id
+        (its first logged answer, whose features are the validated input record; a shadow copy of the same request
+        is not a second row) with the label that counts (the first, or the last with corrections on) among labels
+        that arrived before ``until``, so the same window reads the same rows later. The newest ``limit`` rows,
+        returned oldest first, as columns ``request_id``, ``at``, ``features`` (the input record) and ``label``."""
+        pick = func.max if self.corrections else func.min
+        first_answer = (
+            select(func.min(predictions.c.id))
+            .where(predictions.c.model_name == model_name, predictions.c.at >= since, predictions.c.at < until)
+            .group_by(predictions.c.request_id)
+        )
+        counted_label = select(pick(feedback.c.id)).where(feedback.c.at < until).group_by(feedback.c.request_id)
+        stmt = (
+            select(predictions.c.request_id, predictions.c.at, predictions.c.features, feedback.c.label)
+            .select_from(predictions.join(feedback, feedback.c.request_id == predictions.c.request_id))
+            .where(predictions.c.id.in_(first_answer), feedback.c.id.in_(counted_label))
+            .order_by(predictions.c.at.desc(), predictions.c.id.desc())
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [r for r in conn.execute(stmt).all() if r.features]  # an answer logged without its input
+        frame = pd.DataFrame(
+            [(r.request_id, r.at, r.features, json.loads(r.label)) for r in reversed(rows)],
+            columns=["request_id", "at", "features", "label"],
+        )
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
+
 
 def _set_mark(conn: Any, name: str, last_entry: int) -> None:
     """Record in the store transaction that wrote them how far journal ``name`` is in the store."""

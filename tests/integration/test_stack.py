@@ -69,7 +69,11 @@ def test_the_closed_loop_drift_retrain_rollout_promote_then_degrade_and_roll_bac
 
         requests = json.loads(mlops("request", "list", "--json", env=env).stdout)
         retrained = [r for r in requests if r["submitted_by"] == "retrain flow"]
-        assert len(retrained) == 1 and retrained[0]["reason"].startswith("drift detected: dataset drift")
+        assert len(retrained) == 1 and retrained[0]["reason"].startswith("retrain after drift verdict '")
+        assert (
+            "dataset drift" in retrained[0]["reason"]
+            and "; data: builtin:breast_cancer (569 rows)" in retrained[0]["reason"]
+        )
         assert (retrained[0]["status"], retrained[0]["semver"]) == ("succeeded", "1.1.0")
 
         shown = json.loads(mlops("registry", "show", "--json", env=env).stdout)
