@@ -263,7 +263,7 @@ def run_loop_demo(
             "--rate",
             "200",
             "--label-delay",
-            "0",
+            "0.2",  # the true labels come back: the retrain learns from this labelled window
         )
         run(str(Path(sys.executable).with_name("prefect")), "deployment", "run", "monitor/monitor")
         with console.status("monitor -> mlops.drift.detected -> retrain (request, lifecycle)..."):
