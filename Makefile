@@ -17,7 +17,7 @@ demo: $(STAMP)  ## run the lifecycle demo on embedded stores (resets ./.mlops)
 	$(BIN)/mlops demo --reset
 
 test: $(STAMP)  ## the whole test suite (the container tests run separately: make test-containers)
-	$(BIN)/python -m pytest -m "not container"
+	$(BIN)/python -m pytest -m "not container" -n auto --maxprocesses 4 --dist load --durations 15
 
 test-containers: $(STAMP)  ## build and run the image and the compose stack on a Docker engine (skips without one)
 	$(BIN)/python -m pytest -m container tests/containers

@@ -13,7 +13,9 @@ own overhead per request). The server's CPU time is read from /proc, so the tabl
 request on the pinned core.
 
 Targets:
-1. ``mlops serve --workers 1`` (no rollout live: the champion answers inline);
+1. ``mlops serve --workers 1`` (no rollout live: the champion answers inline); and, with ``--canary 10`` (the
+   default), the same gateway over a copy of the home with a live 10% canary of challenger v2 (each variant batched
+   on its own, the deadline applied to both, every answer logged with its variant);
 2. ``mlflow models serve -m models:/breast-cancer-classifier@champion --env-manager local --workers 1``;
 3. a ~20-line FastAPI app: ``mlflow.sklearn.load_model`` + ``model.predict(pd.DataFrame.from_records(records))``;
 4. in-process ``model.predict`` of a one-row DataFrame in a loop (no HTTP), plus two in-process variants that
@@ -68,6 +70,7 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 TARGET_VS_MLFLOW = 10.0
 TARGET_VS_MINIMAL = 0.8
 TARGET_OVERHEAD_MS = 1.0
+TARGET_CANARY_SHARE = 0.8  # throughput with a live canary, against no rollout
 LOADGENS: set[subprocess.Popen[bytes]] = set()  # running load generators, killed on interruption
 VERSION_RE = re.compile(rb'"model_version":"([^"]*)"')
 
@@ -361,6 +364,26 @@ def make_home(root: Path) -> dict[str, Any]:
         for semver, params, alias in (("1.0.0", {}, "champion"), ("1.1.0", {"C": 0.5}, "challenger"))
     }
     return {"home": home, "settings": settings, "config": config, "registry": registry, "versions": versions}
+
+
+def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records: Path) -> list[tuple[Any, ...]]:
+    """The gateway over a copy of the home in which a ``percent`` canary of the challenger is live (the copy keeps
+    the rollout and its prediction log away from the no-rollout gateway; MLflow's artifacts stay where they are)."""
+    if percent <= 0:
+        return []
+    from core.store.rollouts import RolloutStore
+
+    home: Path = setup["home"]
+    copy = workdir / "home-canary"
+    shutil.copytree(home, copy, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "prefect"))
+    versions = setup["versions"]
+    policy = setup["config"].rollout.model_dump(mode="json")
+    RolloutStore(f"sqlite:///{copy / 'mlops.db'}").start(
+        setup["config"].model_name, "canary", versions["champion"], versions["challenger"], percent, policy, "bench"
+    )
+    port = free_port()
+    cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return [(f"mlops gateway, {percent:g}% canary live", cmd, server_env(copy), port, "/v1/predict", records)]
 
 
 def feature_rows(n: int = 64) -> list[dict[str, float]]:
@@ -744,6 +767,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "target": f">= {TARGET_VS_MINIMAL:g}x",
             "met": cpu_vs_minimal >= TARGET_VS_MINIMAL,
         },
+        *canary_targets(http, gw),
         {
             "name": "gateway p50 - in-process p50, 1 connection",
             "value": f"{overhead_serial:.2f} ms",
@@ -761,6 +785,24 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def canary_targets(http: dict[str, Any], gw: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name, r in http.items():
+        if "canary live" not in name:
+            continue
+        share = r["loaded"]["rps"] / gw["loaded"]["rps"]
+        out.append(
+            {
+                "name": f"{name} / no rollout, throughput",
+                "value": f"{share:.2f}x",
+                "raw": share,
+                "target": f">= {TARGET_CANARY_SHARE:g}x",
+                "met": share >= TARGET_CANARY_SHARE,
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per target under load")
@@ -770,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=3000, help="in-process predict calls")
     parser.add_argument("--rounds", type=int, default=4, help="interleaved measuring rounds per target")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and server logs")
+    parser.add_argument(
+        "--canary", type=float, default=10.0, help="also measure the gateway with a live canary at this percent (0: no)"
+    )
     parser.add_argument(
         "--log-formats", action="store_true", help="compare the gateway with text and json logs (only the gateway)"
     )
@@ -810,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
             minimal_cmd += [*host, "--port", str(ports["minimal"]), *one, "--log-level", "warning", "--no-access-log"]
             targets_spec = [
                 ("mlops gateway", gateway_cmd, env, ports["gateway"], "/v1/predict", records),
+                *canary_target(setup, workdir, args.canary, records),
                 ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
                 ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
             ]

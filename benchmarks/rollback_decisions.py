@@ -50,6 +50,7 @@ from deployments.statistics import (  # noqa: E402
     ABORT,
     CONTINUE,
     PASS,
+    SequentialMAETest,
     SequentialQualityTest,
     profile_log_likelihood_ratio,
     wald_expected_sample_size,
@@ -250,10 +251,14 @@ class EveryLabel:
 
     @property
     def name(self) -> str:
+        if self.strategy == "canary-regression":  # champion / challenger: mean absolute errors
+            return "worse" if self.challenger > self.champion else "equal"
         return "worse" if self.challenger < self.champion else "equal"
 
     @property
     def traffic(self) -> str:
+        if self.strategy == "canary-regression":
+            return f"canary {self.share:.0%}, regressor (MAE test)"
         if self.strategy == "shadow":
             return "shadow (paired)"
         if self.strategy.startswith("ab"):
@@ -271,6 +276,8 @@ EVERY_LABEL = [
     EveryLabel("shadow", 1.0, CHAMPION, WORSE),
     EveryLabel("shadow", 1.0, CHAMPION, CHAMPION),
     EveryLabel("ab-fixed-horizon", 0.50, CHAMPION, CHAMPION),
+    EveryLabel("canary-regression", 0.10, 1.0, 1.1),
+    EveryLabel("canary-regression", 0.10, 1.0, 1.0),
 ]
 
 
@@ -366,11 +373,59 @@ def simulate_every_label(
     return used_chall, used_all, decision
 
 
+REGRESSION_TEST = SequentialMAETest(alpha=0.05, beta=0.20, min_effect_ratio=0.10)
+
+
+def simulate_regression(
+    ratio: float, share: float, rollouts: int, max_events: int, rng: np.random.Generator
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int8]]:
+    """A regressor's canary: absolute errors |N(0, 1)| for the champion, ``ratio`` times that for the challenger
+    (ratio 1.1: a mean absolute error 10% worse); the MAE test after every label, first decision stops."""
+    used_chall = np.zeros(rollouts, dtype=np.int64)
+    used_all = np.full(rollouts, max_events, dtype=np.int64)
+    decision = np.full(rollouts, CONTINUE, dtype=np.int8)
+    sums = np.zeros((6, rollouts))  # sum1, sq1, n1, sum2, sq2, n2
+    active = np.arange(rollouts)
+    done, block = 0, 64
+    while active.size and done < max_events:
+        width = min(block, max_events - done)
+        to_chall = (rng.random((rollouts, width)) < share)[active]
+        err = np.abs(rng.normal(0.0, 1.0, (rollouts, width)))[active] * np.where(to_chall, ratio, 1.0)
+        c = [
+            sums[0, active, None] + np.cumsum(np.where(to_chall, err, 0.0), axis=1),
+            sums[1, active, None] + np.cumsum(np.where(to_chall, err * err, 0.0), axis=1),
+            sums[2, active, None] + np.cumsum(to_chall, axis=1),
+            sums[3, active, None] + np.cumsum(np.where(to_chall, 0.0, err), axis=1),
+            sums[4, active, None] + np.cumsum(np.where(to_chall, 0.0, err * err), axis=1),
+            sums[5, active, None] + np.cumsum(~to_chall, axis=1),
+        ]
+        codes = REGRESSION_TEST.decision_codes(*c)
+        stopped = codes != CONTINUE
+        hit = stopped.any(axis=1)
+        first = stopped.argmax(axis=1)[hit]
+        rows = active[hit]
+        decision[rows] = codes[hit, first]
+        used_all[rows] = done + first + 1
+        used_chall[rows] = c[2][hit, first].astype(np.int64)
+        for i in range(6):
+            sums[i, active] = c[i][:, -1]
+        used_chall[active[~hit]] = c[2][~hit, -1].astype(np.int64)
+        active = active[~hit]
+        done += width
+        block = min(block * 2, 512)
+    return used_chall, used_all, decision
+
+
 def summarise_every_label(scenario: EveryLabel, rollouts: int, max_events: int, seed: int) -> dict[str, Any]:
     started = time.perf_counter()
     traffic = [round(x * 1000) for x in (scenario.champion, scenario.challenger, scenario.share)]
     rng = np.random.default_rng([seed, 7, *traffic, len(scenario.strategy)])
-    used_chall, used_all, decision = simulate_every_label(scenario, rollouts, max_events, rng)
+    if scenario.strategy == "canary-regression":
+        used_chall, used_all, decision = simulate_regression(
+            scenario.challenger / scenario.champion, scenario.share, rollouts, max_events, rng
+        )
+    else:
+        used_chall, used_all, decision = simulate_every_label(scenario, rollouts, max_events, rng)
     wald = wald_expected_sample_size(CHAMPION, WORSE, TEST.alpha, TEST.beta)
     aborted = decision == ABORT
     n_abort = int(aborted.sum())
@@ -394,7 +449,7 @@ def summarise_every_label(scenario: EveryLabel, rollouts: int, max_events: int, 
         "all_labels_to_decision_mean": float(used_all.mean()),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    if scenario.name == "worse" and n_abort:
+    if scenario.name == "worse" and n_abort and scenario.strategy != "canary-regression":
         row["ratio_abort_to_wald"] = row["challenger_labels_to_abort_mean"] / wald.under_h1
     return row
 
@@ -409,6 +464,8 @@ def markdown_every_label(rows: list[dict[str, Any]], wald_h1: float) -> str:
     for r in rows:
         low, high = r["abort_rate_ci95"]
         name = f"{r['scenario']} ({r['champion_accuracy']:.2f} vs {r['challenger_accuracy']:.2f})"
+        if r["strategy"] == "canary-regression":
+            name = f"{r['scenario']} (MAE x{r['challenger_accuracy'] / r['champion_accuracy']:.1f})"
         strategy = r["traffic"] + (
             " — replaced fixed-horizon rule (reference)" if r["strategy"] == "ab-fixed-horizon" else ""
         )
@@ -527,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in EVERY_LABEL:
             # the A/B interval is closed-form and shadow rollouts are short: those rows afford 10,000 rollouts
             n = args.every_label_rollouts if scenario.strategy == "canary" else max(args.every_label_rollouts, 10000)
+            # the closed-form tests (A/B interval, regression) and short shadow rollouts afford 10,000
             every_rows.append(summarise_every_label(scenario, n, args.max_events, args.seed))
             print(
                 f"  {scenario.traffic} {scenario.strategy} {scenario.name}: {every_rows[-1]['seconds']} s", flush=True
@@ -539,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
         checks["every_label_false_rollback_le_alpha"] = all(
             r["abort_rate"] <= TEST.alpha for r in production if r["scenario"] == "equal"
         )
+        regression_worse = next(
+            r for r in production if r["strategy"] == "canary-regression" and r["scenario"] == "worse"
+        )
+        checks["regression_10pct_worse_mostly_caught"] = regression_worse["abort_rate"] >= 1 - TEST.beta - 0.1
         checks["every_label_canary_ratio_le_1.3"] = all(
             (r.get("ratio_abort_to_wald") or math.inf) <= TARGET_RATIO
             for r in production

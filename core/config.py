@@ -8,11 +8,14 @@ to the raw YAML and validated by the same schema, so an override can never produ
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import ConfigError
 
@@ -308,6 +311,71 @@ class MonitoringConfig(_Strict):
     )
 
 
+DEFAULT_WINDOW_DAYS = 30.0
+
+
+class RetrainingConfig(_Strict):
+    """Which data a retrain uses: the configured source, plus (``include_production``) the labelled answers of the
+    prediction log in a window: ``since`` .. ``until``, or the last ``window_days`` before ``until`` (default: the
+    last 30 days). The ``retrain`` flow pins ``since`` and ``until`` on the change request it files, so the request
+    names its window and a rerun reads the same rows; a request that pins no ``until`` trains on the source alone."""
+
+    include_production: bool = Field(
+        default=False, description="Add the labelled production rows of the window to the configured source."
+    )
+    window_days: float | None = Field(
+        default=None, gt=0, description="The window: the last N days before `until` (30 when `since` is unset too)."
+    )
+    since: datetime | None = Field(default=None, description="The window's start (UTC unless a zone is given).")
+    until: datetime | None = Field(
+        default=None, description="The window's end; set by the retrain flow on its request (UTC)."
+    )
+    max_rows: int | None = Field(default=None, ge=1, description="Keep at most the newest N labelled rows.")
+    min_production_rows: int = Field(
+        default=0,
+        ge=0,
+        description="A retrain with fewer labelled production rows than this is skipped (0: train on the source "
+        "alone when there are none).",
+    )
+    recency_half_life_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Weight training rows by recency: a row this many days older than the window's end counts "
+        "half (source rows count as old as the window's start). Needs an estimator whose fit takes sample_weight.",
+    )
+    holdout_share_of_production: float = Field(
+        default=0.3,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the production rows held out (stratified for a classifier) next to the source's "
+        "holdout, so champion and challenger are compared on recent traffic too.",
+    )
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _dates_are_midnight(cls, value: object) -> object:
+        if isinstance(value, date) and not isinstance(value, datetime):  # YAML reads 2026-11-01 as a date
+            return datetime(value.year, value.month, value.day)
+        return value
+
+    @field_validator("since", "until", mode="after")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _check_window(self) -> RetrainingConfig:
+        if self.since is not None and self.window_days is not None:
+            raise ValueError(
+                f"set either since ({self.since:%Y-%m-%d %H:%M} UTC) or window_days ({self.window_days:g}), not both"
+            )
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise ValueError(f"since ({self.since:%Y-%m-%d %H:%M}) must be before until ({self.until:%Y-%m-%d %H:%M})")
+        return self
+
+
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 
 
@@ -345,8 +413,24 @@ class ProjectConfig(_Strict):
     validation: ValidationConfig = ValidationConfig()
     rollout: RolloutConfig = RolloutConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    retraining: RetrainingConfig = RetrainingConfig()
     kubernetes: KubernetesConfig = KubernetesConfig()
     base_dir: Path = Field(default=Path("."), exclude=True, description="Folder relative paths resolve from.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _regression_effect(cls, raw: Any) -> Any:
+        """A regressor's quality effect defaults to 10% of the champion's mean absolute error: the classifier's
+        default (0.05, an accuracy drop) means nothing in a target's units."""
+        if not isinstance(raw, dict):
+            return raw
+        metric = (raw.get("evaluation") or {}).get("primary_metric", "accuracy")
+        rollout = raw.get("rollout") or {}
+        quality = rollout.get("quality") or {}
+        regression = METRICS.get(metric, ("", ""))[1] == "regression"
+        if regression and isinstance(quality, dict) and not {"min_effect", "min_effect_ratio"} & quality.keys():
+            return {**raw, "rollout": {**rollout, "quality": {**quality, "min_effect_ratio": 0.1}}}
+        return raw
 
     @model_validator(mode="after")
     def _check_split(self) -> ProjectConfig:
@@ -360,6 +444,8 @@ class ProjectConfig(_Strict):
             )
         if self.evaluation.problem_type == "classification" and quality.min_effect_ratio is not None:
             raise ValueError("rollout.quality.min_effect_ratio applies to regression models only; remove it")
+        if self.retraining.recency_half_life_days is not None:
+            _check_sample_weight(self.training.estimator)
         return self
 
     def resolve(self, path: str) -> Path:
@@ -368,6 +454,22 @@ class ProjectConfig(_Strict):
 
     def to_yaml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude={"base_dir"})
+
+
+def _check_sample_weight(estimator: str) -> None:
+    """Recency weighting needs ``fit(..., sample_weight=...)``; say so now rather than at the end of a retrain. An
+    estimator that cannot be imported is left to training, which names the problem."""
+    module_name, _, class_name = estimator.rpartition(".")
+    try:
+        fit = getattr(importlib.import_module(module_name), class_name).fit
+        accepts = "sample_weight" in inspect.signature(fit).parameters
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return
+    if not accepts:
+        raise ValueError(
+            f"retraining.recency_half_life_days needs an estimator whose fit accepts sample_weight, and "
+            f"{class_name}.fit does not; remove recency_half_life_days or choose another training.estimator"
+        )
 
 
 def _format_validation_error(err: ValidationError, origin: str) -> str:

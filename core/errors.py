@@ -87,3 +87,16 @@ class UnsafeModelError(RegistryError):
             "Register it again through `mlops run` (which saves with skops), or set MLOPS_TRUST_PICKLE=1 if you "
             "trust everyone who can write to this registry."
         )
+
+
+class StoreSchemaError(MlopsError):
+    """The project store's schema revision is not the one this version of the code works with (older: run
+    ``mlops db upgrade``; newer: upgrade the package). Nothing was written to the store."""
+
+    category = "infrastructure"
+    exit_code = 2
+
+    def __init__(self, message: str, *, current: str | None, needed: str) -> None:
+        super().__init__(message)
+        self.current = current
+        self.needed = needed

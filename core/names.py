@@ -21,6 +21,11 @@ TAG_PRIMARY_METRIC = "mlops.primary_metric"
 TAG_GATE_PREFIX = "mlops.gate."
 TAG_MONITORED_VERSION = "mlops.monitored_version"  # on monitor runs: the champion version they checked
 TAG_VERDICT = "mlops.verdict"  # on monitor runs: healthy | drift | degraded
+TAG_TRAINING_DATA = "mlops.training_data"  # the data in words: "x.csv (150 rows) + production ... (412 labelled rows)"
+TAG_PRODUCTION_WINDOW = "mlops.production_window"  # the retraining window read, or "none"
+TAG_PRODUCTION_ROWS = "mlops.production_rows"  # labelled production rows trained and held out on ("0": source only)
+TAG_ORIGIN = "mlops.origin"  # on a run's dataset inputs: "configured source" | "production"
+TAG_ROWS = "mlops.rows"  # on a run's dataset inputs: its row count
 DECISION_ABANDONED = "abandoned"  # TAG_DECISION of a version whose registration was interrupted (never aliased)
 
 # Prefect event names (resources are the model: ``mlops.model.<name>``).
@@ -56,5 +61,7 @@ def deployment_name(flow_name: str) -> str:
 # MLflow metric prefixes and artifact paths of a lifecycle run.
 HOLDOUT_PREFIX = "holdout_"  # the new model's metrics on the holdout
 CHAMPION_PREFIX = "champion_holdout_"  # the champion's metrics on the same rows
+PRODUCTION_PREFIX = "holdout_production_"  # the new model's metrics on the holdout's production rows
+CHAMPION_PRODUCTION_PREFIX = "champion_holdout_production_"  # the champion's on those rows
 REFERENCE_ARTIFACT = "reference/train.parquet"  # the training snapshot drift monitoring compares against
 HOLDOUT_ARTIFACT = "reference/holdout.parquet"  # the holdout rows, the other reference a config may choose

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import math
 import os
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,7 +68,7 @@ class Gateway:
         max_body_bytes: int = 1_000_000,
         breaker_threshold: int = 5,
         breaker_cooldown: float = 30.0,
-        recent_ids: int = 200_000,
+        recent_ids: int = 100_000,
     ) -> None:
         config = context.config
         self.context = context
@@ -101,8 +101,8 @@ class Gateway:
         # Ids answered recently (id -> model version) and labels received recently (id -> encoded label): feedback
         # is checked here first, because the prediction log reaches the store in batches off the request path.
         self.recent_ids = recent_ids
-        self._issued: OrderedDict[str, str] = OrderedDict()
-        self._labelled: OrderedDict[str, str] = OrderedDict()
+        self._issued: dict[str, str] = {}
+        self._labelled: dict[str, str] = {}
         self._label_classes: list[Any] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------------------------
@@ -372,8 +372,8 @@ class Gateway:
         issued = self._issued
         for rid in ids:
             issued[rid] = version
-        while len(issued) > self.recent_ids:
-            issued.popitem(last=False)
+        if len(issued) > self.recent_ids:
+            self._issued = _newest_half(issued)
 
     def label_problem(self, label: Any) -> str | None:
         """Why ``label`` cannot be a true value of this model's target, or None."""
@@ -389,20 +389,27 @@ class Gateway:
         first = self._labelled.get(request_id)
         if first is not None and not self.corrections:
             return first
-        encoded = encode_value(label)
-        self._labelled[request_id] = encoded
-        self._labelled.move_to_end(request_id)
-        while len(self._labelled) > self.recent_ids:
-            self._labelled.popitem(last=False)
+        self._labelled.pop(request_id, None)  # re-inserted last: the newest survive a trim
+        self._labelled[request_id] = encode_value(label)
+        if len(self._labelled) > self.recent_ids:
+            self._labelled = _newest_half(self._labelled)
         self.log.record_feedback(request_id, label)
         return None
 
     def note_stored_label(self, request_id: str, encoded: str) -> None:
+        """Remember a label found in the store (answered by another worker or before a restart)."""
         if request_id not in self._labelled:
             self._labelled[request_id] = encoded
+            if len(self._labelled) > self.recent_ids:
+                self._labelled = _newest_half(self._labelled)
 
     def authorized(self, request: Request) -> bool:
         return bearer_matches(request.headers.get("authorization"), self.token)
+
+
+def _newest_half(entries: dict[str, str]) -> dict[str, str]:
+    """The newer half of an insertion-ordered dict (amortised O(1) per insert; older ids fall back to the store)."""
+    return dict(itertools.islice(entries.items(), len(entries) // 2, None))
 
 
 def bearer_matches(header: str | bytes | None, token: str | None) -> bool:

@@ -18,6 +18,12 @@ What is rendered (all labelled ``app.kubernetes.io/part-of: mlops`` and ``app.ku
   ``--work-pool process`` keeps the older process worker inside one pod;
 - with ``servers``: an MLflow tracking server and a Prefect server, each on PostgreSQL (URLs from the same Secret,
   keys ``mlflow-database-url`` and ``prefect-database-url``), MLflow's artifacts on a PersistentVolumeClaim.
+- with ``credentials_secret``: both servers take credentials from that Secret and every pod (gateway, worker, flow-run
+  Jobs) logs in with them: key ``prefect-auth-string`` (``user:password``; the Prefect server's
+  ``PREFECT_SERVER_API_AUTH_STRING``, the clients' ``PREFECT_API_AUTH_STRING``), ``mlflow-username`` and
+  ``mlflow-password`` (MLflow's basic-auth admin, made on the server's first start; the clients'
+  ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``) and ``mlflow-secret-key`` (signs the auth app's CSRF
+  tokens). The auth app's user database has a small volume of its own, out of the artifact API's reach.
 
 Pods share nothing on disk, so the stores must be servers: the MLflow tracking URI must be ``http(s)://`` or a
 database URL, and the project store (change requests, prediction log, rollouts) a PostgreSQL URL kept in a Secret
@@ -42,6 +48,18 @@ CONFIG_DIR = "/etc/mlops"
 FIELD_MANAGER = "mlops"
 WORK_POOLS = {"kubernetes": "mlops-kubernetes", "process": "mlops-process"}
 MLFLOW_PORT, PREFECT_PORT = 5000, 4200
+# the keys of ``KubeTarget.credentials_secret`` and the client variables each one fills
+CLIENT_CREDENTIALS = {
+    "PREFECT_API_AUTH_STRING": "prefect-auth-string",
+    "MLFLOW_TRACKING_USERNAME": "mlflow-username",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow-password",
+}
+CREDENTIAL_KEYS = (*CLIENT_CREDENTIALS.values(), "mlflow-secret-key")
+MLFLOW_AUTH_INI = """[mlflow]
+default_permission = READ
+database_uri = sqlite:////var/lib/mlflow-auth/basic_auth.db
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+"""
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,7 @@ class KubeTarget:
     work_pool: Literal["kubernetes", "process"] = "kubernetes"
     servers: bool = False  # also render the MLflow and Prefect servers
     artifact_storage: str = "20Gi"  # the MLflow artifact volume, with ``servers``
+    credentials_secret: str | None = None  # Secret with the servers' credentials (CREDENTIAL_KEYS)
 
     def check(self) -> None:
         problems = []
@@ -66,7 +85,12 @@ class KubeTarget:
                 f"tracking URI {self.tracking_uri!r} is not shared between pods; pass --tracking-uri "
                 "http(s)://<mlflow server> or a PostgreSQL/MySQL URL (SQLite and file stores live on one disk)"
             )
-        for label, name in (("database secret", self.database_secret), ("token secret", self.token_secret)):
+        secrets = (
+            ("database secret", self.database_secret),
+            ("token secret", self.token_secret),
+            ("credentials secret", self.credentials_secret),
+        )
+        for label, name in secrets:
             if name is not None and not _dns_name(name):
                 problems.append(f"{label} {name!r} is not a valid Kubernetes name (lowercase letters, digits, '-')")
         if not _dns_name(self.namespace):
@@ -226,6 +250,11 @@ def _store_wiring(
             "valueFrom": {"secretKeyRef": {"name": target.database_secret, "key": "database-url"}},
         },
     ]
+    if target.credentials_secret:
+        env += [
+            {"name": var, "valueFrom": {"secretKeyRef": {"name": target.credentials_secret, "key": key}}}
+            for var, key in CLIENT_CREDENTIALS.items()
+        ]
     mounts = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "home", "mountPath": "/var/lib/mlops"},
@@ -358,6 +387,9 @@ def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: di
     def db(key: str) -> dict[str, Any]:
         return {"secretKeyRef": {"name": target.database_secret, "key": key}}
 
+    def cred(key: str) -> dict[str, Any]:
+        return {"secretKeyRef": {"name": target.credentials_secret, "key": key}}
+
     mlflow_labels = {**labels, "app.kubernetes.io/component": "mlflow"}
     prefect_labels = {**labels, "app.kubernetes.io/component": "prefect"}
     mlflow_cmd = [
@@ -377,6 +409,37 @@ def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: di
         "metadata": {"name": f"{name}-mlflow-artifacts", "namespace": target.namespace, "labels": mlflow_labels},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": target.artifact_storage}}},
     }
+    mlflow_env: list[dict[str, Any]] = [{"name": "MLFLOW_DATABASE_URL", "valueFrom": db("mlflow-database-url")}]
+    mlflow_mounts = [
+        ("artifacts", "/var/lib/mlflow-artifacts", {"persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}})
+    ]
+    prefect_env: list[dict[str, Any]] = []
+    auth_config: list[dict[str, Any]] = []
+    if target.credentials_secret:
+        # MLflow's basic-auth app (its user database on a small volume of its own, out of the artifact API's reach)
+        # and Prefect's auth string, both from the credentials Secret; /health and /api/health stay open for probes
+        auth_meta = {"name": f"{name}-mlflow-auth", "namespace": target.namespace, "labels": mlflow_labels}
+        auth_config = [
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": auth_meta, "data": {"auth.ini": MLFLOW_AUTH_INI}},
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": auth_meta,
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        ]
+        mlflow_cmd += ["--app-name", "basic-auth"]
+        mlflow_env += [
+            {"name": "MLFLOW_AUTH_CONFIG_PATH", "value": "/etc/mlflow-auth/auth.ini"},
+            {"name": "MLFLOW_AUTH_ADMIN_USERNAME", "valueFrom": cred("mlflow-username")},
+            {"name": "MLFLOW_AUTH_ADMIN_PASSWORD", "valueFrom": cred("mlflow-password")},
+            {"name": "MLFLOW_FLASK_SERVER_SECRET_KEY", "valueFrom": cred("mlflow-secret-key")},
+        ]
+        mlflow_mounts += [
+            ("auth-db", "/var/lib/mlflow-auth", {"persistentVolumeClaim": {"claimName": auth_meta["name"]}}),
+            ("auth-config", "/etc/mlflow-auth", {"configMap": {"name": auth_meta["name"]}}),
+        ]
+        prefect_env = [{"name": "PREFECT_SERVER_API_AUTH_STRING", "valueFrom": cred("prefect-auth-string")}]
     mlflow = _server(
         f"{name}-mlflow",
         target,
@@ -385,14 +448,8 @@ def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: di
         command=mlflow_cmd,
         port=MLFLOW_PORT,
         health="/health",
-        env=[{"name": "MLFLOW_DATABASE_URL", "valueFrom": db("mlflow-database-url")}],
-        mounts=[
-            (
-                "artifacts",
-                "/var/lib/mlflow-artifacts",
-                {"persistentVolumeClaim": {"claimName": pvc["metadata"]["name"]}},
-            )
-        ],
+        env=mlflow_env,
+        mounts=mlflow_mounts,
     )
     prefect = _server(
         f"{name}-prefect",
@@ -406,10 +463,11 @@ def _servers(name: str, target: KubeTarget, labels: dict[str, str], security: di
             {"name": "PREFECT_API_DATABASE_CONNECTION_URL", "valueFrom": db("prefect-database-url")},
             {"name": "PREFECT_HOME", "value": "/tmp/prefect"},
             {"name": "PREFECT_SERVER_ANALYTICS_ENABLED", "value": "false"},
+            *prefect_env,
         ],
         mounts=[],
     )
-    return [pvc, *mlflow, *prefect]
+    return [pvc, *auth_config, *mlflow, *prefect]
 
 
 def _server(

@@ -163,7 +163,8 @@ async def replay(
 ) -> ReplayReport:
     """Send ``count`` single-record predictions at about ``rate`` per second, rows drawn with replacement; send
     each row's label to ``/v1/feedback`` ``label_delay`` seconds after its answer (labels arrive late).
-    Stops early after ``max_seconds`` or when ``stop`` is set."""
+    Stops early after ``max_seconds`` or when ``stop`` is set: requests already scheduled but still waiting for a
+    connection (a gateway slower than ``rate``) are then not sent; answers already received still get their labels."""
     rng = np.random.default_rng(seed)
     order = rng.integers(0, len(records), size=count)
     report = ReplayReport()
@@ -191,8 +192,13 @@ async def replay(
             except httpx.HTTPError:
                 report.labels_refused[0] += 1
 
+        def over() -> bool:
+            return time.perf_counter() - started > max_seconds or (stop is not None and stop.is_set())
+
         async def one(i: int, row: int) -> None:
             async with gate:
+                if over():  # scheduled, but queued behind a slower gateway until the run ended
+                    return
                 headers = {"x-routing-key": f"user-{row % routing_keys}"} if routing_keys else {}
                 t0 = time.perf_counter()
                 report.sent += 1
@@ -222,7 +228,7 @@ async def replay(
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if time.perf_counter() - started > max_seconds or (stop is not None and stop.is_set()):
+            if over():
                 break
             tasks.append(asyncio.create_task(one(i, int(row))))
         await asyncio.gather(*tasks)

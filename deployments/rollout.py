@@ -69,10 +69,10 @@ def step(context: ProjectContext, rollout_id: int | None = None) -> tuple[Rollou
         )
     policy = RolloutConfig.model_validate(rollout.policy) if rollout.policy else config.rollout
     plog = context.predictions
-    plog_stats = plog.variant_stats(config.model_name, rollout.id)
+    classification = config.evaluation.problem_type == "classification"
+    plog_stats = plog.variant_stats(config.model_name, rollout.id, regression=not classification)
     step_stats = plog.variant_stats(config.model_name, rollout.id, since=rollout.step_started_at)
     agreement = plog.agreement(config.model_name, rollout.id) if rollout.strategy == "shadow" else None
-    classification = config.evaluation.problem_type == "classification"
     latency = latency_pairs(plog.latency_rows(config.model_name, rollout.id), shadow=rollout.strategy == "shadow")
     details = plog.failure_details(config.model_name, rollout.id, CHALLENGER)
     decision = evaluate(rollout, plog_stats, step_stats, policy, classification, utcnow(), agreement, latency, details)

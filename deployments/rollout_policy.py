@@ -31,9 +31,11 @@ from core.store.predictions import VariantStats
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
 from deployments.statistics import (
+    ErrorSums,
     LatencyGuard,
     LatencyPairs,
     SequentialErrorRateTest,
+    SequentialMAETest,
     SequentialQualityTest,
     ab_sequential,
     agreement_report,
@@ -62,6 +64,17 @@ class Evaluation:
 
 def first_weight(policy: RolloutConfig) -> float:
     return {"canary": policy.steps[0], "ab": policy.ab_split, "shadow": 0.0}[policy.strategy]
+
+
+def regression_test(policy: RolloutConfig) -> SequentialMAETest:
+    """The regression quality test: ``min_effect_ratio`` of the champion's MAE when set, else ``min_effect`` in the
+    target's units."""
+    quality = policy.quality
+    ratio = quality.min_effect_ratio
+    return SequentialMAETest(
+        alpha=quality.alpha, beta=quality.beta, min_effect=None if ratio is not None else quality.min_effect,
+        min_effect_ratio=ratio,
+    )  # fmt: skip
 
 
 def settled_quality(rollout: Rollout) -> dict[str, Any] | None:
@@ -134,23 +147,24 @@ def evaluate(
 
     quality_ok: bool | None = None
     settles = False
-    if classification and rollout.strategy != "ab":
+    if not classification or rollout.strategy != "ab":  # classifiers in an A/B split: the interval below
         settled = settled_quality(rollout)
         if settled is not None:
             verdicts["quality"] = settled  # stopped at its first boundary crossing: a later poll does not re-open it
             quality_ok = True
         else:
-            q = SequentialQualityTest(
-                alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.quality.min_effect
-            )
-            verdict = q.evaluate(chall.correct, chall.labelled, champ.correct, champ.labelled)
+            verdict: Any
+            if classification:
+                verdict = SequentialQualityTest(
+                    alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.quality.min_effect
+                ).evaluate(chall.correct, chall.labelled, champ.correct, champ.labelled)
+            else:
+                verdict = regression_test(policy).evaluate(ErrorSums(*chall.abs_errors), ErrorSums(*champ.abs_errors))
             verdicts["quality"] = verdict.to_json()
             if verdict.decision == "abort":
                 return Evaluation("abort", f"quality guard: {verdict.explanation}", summary, verdicts)
             quality_ok = verdict.decision == "pass"
             settles = quality_ok
-    elif not classification:
-        quality_ok = chall.requests >= policy.min_labels
 
     elapsed = (now - rollout.started_at).total_seconds()
     if elapsed > policy.max_duration_seconds:
@@ -165,11 +179,9 @@ def evaluate(
 
     if rollout.strategy == "ab":
         if not classification:
-            if quality_ok:
-                return Evaluation(
-                    "promote", "A/B test: healthy traffic (no label test for regression)", summary, verdicts
-                )
-            return Evaluation("continue", "A/B test: collecting answers", summary, verdicts)
+            if quality_ok and chall.abs_errors[0] >= policy.min_labels:
+                return Evaluation("promote", f"A/B test: {verdicts['quality']['explanation']}", summary, verdicts)
+            return Evaluation("continue", "A/B test: collecting labels", summary, verdicts, settles=settles)
         if chall.labelled >= policy.min_labels and champ.labelled >= policy.min_labels:
             ab = ab_sequential(
                 champ.correct,
@@ -231,10 +243,14 @@ def evaluate(
         return Evaluation(
             "promote",
             "every step healthy and the challenger is not worse on labelled traffic "
-            f"({verdicts.get('quality', {}).get('explanation', 'no label test for regression')})",
+            f"({verdicts.get('quality', {}).get('explanation', '')})",
             summary,
             verdicts,
         )
     return Evaluation(
-        "continue", "at 100%: waiting for enough labels to judge quality", summary, verdicts, settles=settles
+        "continue",
+        f"last step at {rollout.weight:g}%: waiting for enough labels to judge quality",
+        summary,
+        verdicts,
+        settles=settles,
     )

@@ -9,6 +9,8 @@ Orchestration only: the stages are tasks from ``tasks/`` over the ``training`` d
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
@@ -16,32 +18,40 @@ from prefect.events import emit_event
 from core import logs
 from core.config import ProjectConfig, load_config
 from core.errors import ValidationFailed
-from core.names import EVENT_MODEL_REGISTERED, EVENT_VALIDATION_FAILED, model_resource
+from core.names import (
+    CHAMPION_PRODUCTION_PREFIX,
+    EVENT_MODEL_REGISTERED,
+    EVENT_VALIDATION_FAILED,
+    PRODUCTION_PREFIX,
+    model_resource,
+)
 from core.notify import notify
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, run_url
 from flows.search import dask_runner, hyperparameter_search
 from services.context import ProjectContext, open_context
-from tasks.data import load_data_task
+from tasks.data import load_training_data_task
 from tasks.intake import claim_request_task, finish_request_task
 from tasks.registration import register_task, score_champion_task
 from tasks.reporting import publish_report_task, render_lifecycle, render_search
 from tasks.training import train_task
 from tasks.validation import validate_data_task
-from training.data import split_holdout
+from training.fit import score_model
 from training.gates import GateDecision, decide_gates
 from training.outcome import LifecycleOutcome
-from training.registration import Candidate, Registration
+from training.registration import Candidate, ChampionScore, Registration
 from training.search import check_search_space, with_params
 from training.tracking import (
     finish_run,
     log_comparison,
     log_model,
     log_search,
+    log_training_data,
     log_validation,
     name_registered_run,
     open_lifecycle_run,
 )
+from training.window import recency_weights, split_training_data
 
 
 @flow(name="lifecycle", log_prints=True)
@@ -64,25 +74,28 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
         run_id = open_lifecycle_run(client, context.settings, config, request)
         outcome.mlflow_run_id, outcome.mlflow_run_url = run_id, run_url(client, run_id)
 
-        data = load_data_task(config)
-        logger.info("Loaded %d rows x %d columns from %s (%s)", *data.frame.shape, data.source, data.fingerprint)
+        data = load_training_data_task(config, context.predictions)
+        outcome.data = data.description
+        logger.info("Loaded %d rows x %d columns: %s (%s)", *data.frame.shape, data.description, data.fingerprint)
         report = validate_data_task(data.frame, config)
         log_validation(client, run_id, report, data.source, data.fingerprint)
+        log_training_data(client, run_id, data, config)
         outcome.failures = report.failures
         report.raise_for_failures(run_id)
         logger.info("Data validation: %s", report.summary)
 
-        split = split_holdout(data.frame, config)
+        split = split_training_data(data, config)
         if config.training.search is not None:
             config = _tune(context, config, split.train, run_id)
-        trained = train_task(split.train, split.holdout, config)
-        champion = score_champion_task(context.registry, split.holdout, config)
+        weights = recency_weights(split.train, data, config)
+        trained = train_task(split.train, split.holdout, config, weights)
+        recent = split.holdout[data.from_production(split.holdout)]
+        champion = score_champion_task(context.registry, split.holdout, config, recent)
         log_comparison(client, run_id, trained.metrics, champion.metrics)
+        _compare_on_recent(context, run_id, trained.model, recent, champion, config)
         decision = decide_gates(trained.metrics, champion.metrics, config)
         outcome.record_comparison(trained.metrics, champion, decision)
-        model_uri = log_model(
-            client, run_id, trained.model, split.train, config, data.source, data.fingerprint, split.holdout
-        )
+        model_uri = log_model(client, run_id, trained.model, split.train, config, split.holdout)
         if not decision.passed:
             return _reject(context, request, outcome, decision, run_id)
 
@@ -93,7 +106,7 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
             decision=decision,
             champion=champion,
             data_fingerprint=data.fingerprint,
-            data_source=data.source,
+            data_source=data.description,
             holdout_rows=trained.holdout_rows,
             code_version=code_version(config.base_dir),
         )
@@ -105,6 +118,35 @@ def lifecycle(config_path: str | None = None, request_id: int | None = None) -> 
         raise
     finally:
         logs.unbind(log_context)
+
+
+def _compare_on_recent(
+    context: ProjectContext,
+    run_id: str,
+    model: Any,
+    recent: pd.DataFrame,
+    champion: ChampionScore,
+    config: ProjectConfig,
+) -> None:
+    """The new model and the champion on the holdout's production rows alone: how each does on recent traffic."""
+    if recent.empty:
+        return
+    metrics = score_model(model, recent, config)
+    context.mlflow.log_metric(run_id, "holdout_production_rows", len(recent))
+    log_comparison(
+        context.mlflow, run_id, metrics, champion.production_metrics, PRODUCTION_PREFIX, CHAMPION_PRODUCTION_PREFIX
+    )
+    metric = config.evaluation.primary_metric
+    if metric not in metrics:  # e.g. ROC AUC on recent rows of a single class
+        return
+    versus = (
+        f" (champion {champion.production_metrics[metric]:.4f})"
+        if champion.production_metrics and metric in champion.production_metrics
+        else ""
+    )
+    get_run_logger().info(
+        "On the %d recent production rows of the holdout: %s %.4f%s", len(recent), metric, metrics[metric], versus
+    )
 
 
 def _tune(context: ProjectContext, config: ProjectConfig, train_rows: pd.DataFrame, run_id: str) -> ProjectConfig:

@@ -78,6 +78,7 @@ def _announce(result: MonitorResult) -> None:
             event=EVENT_DRIFT_DETECTED,
             resource=resource,
             payload={
+                "verdict": result.verdict,
                 "drift_share": drift.drift_share,
                 "columns": [c.to_json() for c in drift.columns if c.drifted],
                 "summary": drift.summary,

@@ -50,6 +50,11 @@ image_app = typer.Typer(
     help="Container image: build (and push) docker/Dockerfile with the Docker SDK.", no_args_is_help=True
 )
 app.add_typer(image_app, name="image")
+db_app = typer.Typer(
+    help="The project store's schema: the revision it is at, and upgrading it to the one this version needs.",
+    no_args_is_help=True,
+)
+app.add_typer(db_app, name="db")
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # errors stay one copy-pastable line
@@ -208,6 +213,66 @@ def _recovered_context() -> ProjectContext:
     for request in recover_interrupted(context.store, context.mlflow):
         console.print(f"[red]crashed[/red] {request.label}: {request.status_reason}")
     return context
+
+
+# ---- the project store's schema -------------------------------------------------------------------------------
+def _store_url(database_url: str | None) -> str:
+    settings = _settings()
+    if database_url is None and settings.database_url is None:
+        settings.ensure_home()  # the default SQLite file's folder
+    return database_url or settings.store_url
+
+
+def _say(text: str) -> None:
+    console.print(text, highlight=False, soft_wrap=True)  # one line, as grep and logs want it
+
+
+def _database_url_option() -> Any:
+    return typer.Option(
+        None, "--database-url", help="The store to act on (default: MLOPS_DATABASE_URL, or MLOPS_HOME/mlops.db)."
+    )
+
+
+@db_app.command(
+    "current",
+    epilog="Exit codes: 0 this version can run on the store (or it is not made yet), "
+    "2 it cannot (older or newer revision): the line says what to run.",
+)
+def db_current(
+    database_url: str | None = _database_url_option(),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The schema revision of the project store, and the one this version needs."""
+    from core.store.database import status
+
+    where = status(_store_url(database_url))
+    if as_json:
+        print(json.dumps({"url": where.url, "revision": where.current, "head": where.head, "state": where.state}))
+    else:
+        _say(f"project store {where.url}: {where.describe()}")
+    refusal = where.refusal()
+    if refusal is not None:
+        raise typer.Exit(refusal.exit_code)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: str | None = _database_url_option()) -> None:
+    """Upgrade the project store to the schema revision this version needs, in one transaction (rows kept)."""
+    from core.store.database import upgrade
+
+    before, after = upgrade(_store_url(database_url))
+    where = f"the project store at {after.url}"
+    if before.state == "empty":
+        _say(f"created {where} at schema revision {after.current}")
+    elif before.versioned and before.current == after.current:
+        _say(f"{where} is already at schema revision {after.current}: nothing to do")
+    elif before.current == after.current:
+        _say(
+            f"recorded schema revision {after.current} in {where} (made before migrations, its tables were current)",
+        )
+    else:
+        made = "" if before.versioned else " (made before migrations)"
+        _say(f"upgraded {where} from schema revision {before.current}{made} to {after.current}")
 
 
 # ---- running -----------------------------------------------------------------------------------------------
@@ -531,6 +596,12 @@ def k8s_render(
     token_secret: str | None = typer.Option(
         None, "--token-secret", help="Secret whose key token enables the gateway's admin endpoints."
     ),
+    credentials_secret: str | None = typer.Option(
+        None,
+        "--credentials-secret",
+        help="Secret with keys prefect-auth-string (user:password), mlflow-username, mlflow-password and "
+        "mlflow-secret-key: the rendered servers require them and every pod logs in with them.",
+    ),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
     apply_now: bool = typer.Option(
         False, "--apply", help="Also server-side apply them to the cluster of your kubeconfig (re-running updates)."
@@ -565,6 +636,7 @@ def k8s_render(
         token_secret=token_secret,
         work_pool="kubernetes" if work_pool == "kubernetes" else "process",
         servers=servers,
+        credentials_secret=credentials_secret,
     )
     docs = render(config, _settings().config, target)
     if work_pool_template is not None:
@@ -800,6 +872,13 @@ def demo(
     prefect_port: int = typer.Option(4200, help="With --full: Prefect port."),
     mlflow_port: int = typer.Option(5000, help="With --full: MLflow port."),
     gateway_port: int = typer.Option(8000, help="With --full: gateway port."),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="With --full: the project store, MLflow's backend and Prefect's database on this PostgreSQL server "
+        "(as `mlops up --database-url`); the databases must not hold an earlier demo.",
+    ),
+    secure: bool = typer.Option(False, "--secure", help="With --full: the servers behind credentials (`mlops up`)."),
 ) -> None:
     """Champion 1.0.0, challenger 1.1.0, a corrupted export stopped by GX, then a canary promotion and an
     automatic rollback through the gateway with replayed traffic."""
@@ -812,8 +891,12 @@ def demo(
             reset=reset,
             ports=(prefect_port, mlflow_port, gateway_port),
             keep_running=keep_running,
+            database_url=database_url,
+            secure=secure,
         )
         return
+    if database_url or secure:
+        raise MlopsError("--database-url and --secure go with --full (the stack demo); the short demo is embedded.")
     from mlops.demo import run_demo
 
     run_demo(_settings(), console, reset=reset, with_rollout=with_rollout)

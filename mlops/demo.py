@@ -174,10 +174,32 @@ def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
     raise MlopsError(f"timed out after {timeout:.0f} s waiting for {what}; see the logs under MLOPS_HOME/logs.")
 
 
+def _refuse_used_stores(settings: Settings, database_url: str) -> None:
+    """The loop demo tells a story from an empty registry: on PostgreSQL (which ``--reset`` does not clear) it
+    refuses stores that already hold a model rather than mixing its story into them."""
+    from services.context import open_context
+
+    context = open_context(settings)
+    if context.registry.aliases() or context.store.list():
+        raise MlopsError(
+            f"the stores on {database_url.split('@')[-1]} already hold change requests or models; the loop demo "
+            "starts from empty ones: name another database in --database-url (its _mlflow and _prefect siblings are "
+            "made for you) or drop the three."
+        )
+
+
 def run_loop_demo(
-    settings: Settings, console: Console, *, reset: bool, ports: tuple[int, int, int], keep_running: bool
+    settings: Settings,
+    console: Console,
+    *,
+    reset: bool,
+    ports: tuple[int, int, int],
+    keep_running: bool,
+    database_url: str | None = None,
+    secure: bool = False,
 ) -> None:
-    """``mlops demo --full``: the closed loop with nobody watching, on a real local stack (``mlops up``).
+    """``mlops demo --full``: the closed loop with nobody watching, on a real local stack (``mlops up``), its three
+    stores on PostgreSQL with ``database_url`` and its servers behind credentials with ``secure``.
 
     Bootstrap a champion; send drifted traffic through the gateway; the deployed ``monitor`` finds the drift and
     its event starts ``retrain`` (request -> lifecycle -> canary rollout under replayed traffic -> promotion);
@@ -186,7 +208,7 @@ def run_loop_demo(
     import subprocess
     import sys
 
-    from mlops.stack import run_stack, stack_down
+    from mlops.stack import base_env, run_stack, stack_credentials, stack_down, stack_stores
     from services.context import open_context
 
     started = time.perf_counter()
@@ -197,7 +219,12 @@ def run_loop_demo(
     settings.ensure_home()
     prefect_port, mlflow_port, gateway_port = ports
     api, gateway = f"http://127.0.0.1:{prefect_port}/api", f"http://127.0.0.1:{gateway_port}"
-    env = settings.child_environment(PREFECT_API_URL=api)
+    stores = stack_stores(settings, database_url)
+    if stores.on_postgres:
+        settings = settings.model_copy(update={"database_url": stores.project, "mlflow_tracking_uri": stores.mlflow})
+        _refuse_used_stores(settings, database_url or "")
+    creds = stack_credentials(settings) if secure else None
+    env = {**base_env(settings, prefect_port, stores, creds), "PREFECT_API_URL": api}
     mlops = [sys.executable, "-m", "mlops.cli"]
 
     def run(*cmd: str) -> str:
@@ -209,7 +236,7 @@ def run_loop_demo(
     def state() -> dict[str, Any]:
         return json.loads(run(*mlops, "registry", "show", "--json"))
 
-    run_stack(settings, console, prefect_port, mlflow_port, gateway_port, detach=True)
+    run_stack(settings, console, prefect_port, mlflow_port, gateway_port, True, database_url, secure)
     try:
         console.rule("[bold]1. A champion")
         run(*mlops, "request", "submit", "--kind", "major", "--title", "Bootstrap", "--reason", "first model")
@@ -236,7 +263,7 @@ def run_loop_demo(
             "--rate",
             "200",
             "--label-delay",
-            "0",
+            "0.2",  # the true labels come back: the retrain learns from this labelled window
         )
         run(str(Path(sys.executable).with_name("prefect")), "deployment", "run", "monitor/monitor")
         with console.status("monitor -> mlops.drift.detected -> retrain (request, lifecycle)..."):

@@ -159,6 +159,8 @@ def print_flow_outcome(console: Console, flow_name: str, outcome: dict[str, Any]
     if flow_name == "rollback" and outcome.get("from_version"):
         console.print(f"Champion v{outcome['from_version']} replaced by v{outcome['to_version']}.")
     if flow_name == "retrain":
+        if outcome.get("data"):
+            console.print(f"Data: {outcome['data']}", highlight=False)
         if outcome.get("request_id") is not None:
             console.print(f"Change request #{outcome['request_id']}: {outcome.get('decision') or status}")
         rollout = outcome.get("rollout")

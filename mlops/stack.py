@@ -23,6 +23,7 @@ from rich.console import Console
 
 from core.errors import MlopsError
 from core.settings import QUIET_ENV, Settings
+from core.store.schema import get_engine
 
 STACK_FILE = "stack.json"
 CREDENTIALS_FILE = "credentials.json"
@@ -337,6 +338,7 @@ def run_stack(
         raise MlopsError(f"a stack from {state_file} is still running; stop it with `mlops down` first.")
     log_dir = settings.home_dir / "logs"
     stores = stack_stores(settings, database_url)
+    get_engine(stores.project)  # a project store at another schema revision stops here, before any server starts
     creds = stack_credentials(settings) if secure else None
     services = start_services(settings, prefect_port, mlflow_port, log_dir, stores, creds)
     try:

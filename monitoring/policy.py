@@ -50,6 +50,7 @@ class RetrainResult:
     request_id: int | None = None
     decision: str = ""
     rollout: Rollout | None = None
+    data: str = ""  # what the retrain trained (or would have trained) on, with row counts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +58,7 @@ class RetrainResult:
             "reason": self.reason,
             "request_id": self.request_id,
             "decision": self.decision,
+            "data": self.data,
             "rollout": None if self.rollout is None else self.rollout.to_json(),
         }
 

@@ -12,9 +12,11 @@ from training.registration import Candidate, ChampionScore, Registration, regist
 
 
 @task(name="score-champion", cache_policy=NO_CACHE)
-def score_champion_task(registry: ModelRegistry, holdout: pd.DataFrame, config: ProjectConfig) -> ChampionScore:
-    """Score the current champion on the same holdout rows as the new model."""
-    return score_champion(registry, holdout, config)
+def score_champion_task(
+    registry: ModelRegistry, holdout: pd.DataFrame, config: ProjectConfig, recent: pd.DataFrame | None = None
+) -> ChampionScore:
+    """Score the current champion on the same holdout rows as the new model (and on the holdout's recent rows)."""
+    return score_champion(registry, holdout, config, recent)
 
 
 @task(name="register-model", cache_policy=NO_CACHE)

@@ -36,6 +36,8 @@ def render_lifecycle(outcome: LifecycleOutcome, request: ChangeRequest | None) -
             f"> {request.reason}" if request.reason else "",
             "",
         ]
+    if outcome.data:
+        lines += [f"**Data:** {outcome.data}", ""]
     if outcome.version:
         lines += [
             f"**Registered:** `{outcome.model_name}` version {outcome.version}, semver **{outcome.semver}**, "
@@ -132,6 +134,8 @@ def render_rollback(result: RollbackResult) -> str:
 def render_retrain(result: RetrainResult) -> str:
     title = "Automatic retraining paused" if result.status == "paused" else f"Retrain: {result.status}"
     lines = [f"# {title}", "", result.reason or result.decision]
+    if result.data:
+        lines += ["", f"**Data:** {result.data}"]
     if result.request_id is not None:
         lines += ["", f"Change request #{result.request_id}."]
     return "\n".join(lines)

@@ -9,9 +9,10 @@ from core.names import CHAMPION, HOLDOUT_PREFIX
 from core.settings import Settings
 from core.tracking import ensure_experiment
 from services.context import open_context
-from training.data import load_data, split_holdout
+from training.data import split_holdout
 from training.fit import fit_model, score_model
-from training.tracking import log_metrics, log_model
+from training.tracking import log_metrics, log_model, log_training_data
+from training.window import load_training_data
 
 
 def train_and_register(
@@ -32,12 +33,13 @@ def train_and_register(
     context = open_context(settings, config=cfg)
     client, registry = context.mlflow, context.registry
     exp = ensure_experiment(client, cfg.model_name, settings)
-    data = load_data(cfg)
+    data = load_training_data(cfg, None)
     split = split_holdout(data.frame, cfg)
     model = fit_model(split.train, cfg)
     run_id = client.create_run(exp).info.run_id
     log_metrics(client, run_id, score_model(model, split.holdout, cfg), HOLDOUT_PREFIX)
-    uri = log_model(client, run_id, model, split.train, cfg, data.source, data.fingerprint, split.holdout)
+    log_training_data(client, run_id, data, cfg)
+    uri = log_model(client, run_id, model, split.train, cfg, split.holdout)
     client.set_terminated(run_id)
     mv = registry.register(uri, run_id, semver, tags={}, description=description)
     if alias == CHAMPION:

@@ -102,11 +102,17 @@ def split_holdout(frame: pd.DataFrame, config: ProjectConfig) -> Split:
         return Split(train=ordered.iloc[:-n_holdout], holdout=ordered.iloc[-n_holdout:])
     from sklearn.model_selection import train_test_split
 
-    target = frame[config.data.target]
-    stratify = None
-    if config.evaluation.problem_type == "classification":
-        counts = target.value_counts()
-        if len(counts) > 1 and counts.min() >= 2:
-            stratify = target
+    stratify = stratify_by(frame[config.data.target], n_holdout, config)
     train, holdout = train_test_split(frame, test_size=n_holdout, random_state=config.split.seed, stratify=stratify)
     return Split(train=train, holdout=holdout)
+
+
+def stratify_by(target: pd.Series, n_holdout: int, config: ProjectConfig) -> pd.Series | None:
+    """The labels to stratify a random holdout of ``n_holdout`` rows by: a classifier's, when every class has two
+    rows and both sides can hold one of each; otherwise None (a plain random draw)."""
+    if config.evaluation.problem_type != "classification":
+        return None
+    counts = target.value_counts()
+    if len(counts) < 2 or counts.min() < 2 or not len(counts) <= n_holdout <= len(target) - len(counts):
+        return None
+    return target

@@ -94,11 +94,13 @@ def features_and_target(frame: pd.DataFrame, config: ProjectConfig) -> tuple[pd.
     return prepare_features(frame, config), frame[config.data.target]
 
 
-def fit_model(train: pd.DataFrame, config: ProjectConfig) -> Pipeline:
+def fit_model(train: pd.DataFrame, config: ProjectConfig, sample_weight: np.ndarray | None = None) -> Pipeline:
+    """Fit the configured pipeline; ``sample_weight`` (one per row) goes to the estimator's own fit."""
     pipeline = build_pipeline(config)
     X, y = features_and_target(train, config)
+    weights = {} if sample_weight is None else {"model__sample_weight": sample_weight}
     try:
-        pipeline.fit(X, y)
+        pipeline.fit(X, y, **weights)
     except (ValueError, TypeError) as err:
         raise TrainingError(f"fitting {config.training.estimator} failed: {err}") from None
     return pipeline
@@ -145,9 +147,11 @@ class TrainedModel:
     holdout_rows: int
 
 
-def train(train_rows: pd.DataFrame, holdout: pd.DataFrame, config: ProjectConfig) -> TrainedModel:
-    """Fit the configured pipeline on ``train_rows`` and score it on ``holdout``."""
-    model = fit_model(train_rows, config)
+def train(
+    train_rows: pd.DataFrame, holdout: pd.DataFrame, config: ProjectConfig, sample_weight: np.ndarray | None = None
+) -> TrainedModel:
+    """Fit the configured pipeline on ``train_rows`` (weighted by ``sample_weight``) and score it on ``holdout``."""
+    model = fit_model(train_rows, config, sample_weight)
     return TrainedModel(
         model=model,
         metrics=score_model(model, holdout, config),

@@ -31,6 +31,7 @@ class LifecycleOutcome:
     failures: list[str] = field(default_factory=list)
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
+    data: str = ""  # what it trained on, in words (source rows, production window and rows)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

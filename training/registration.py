@@ -39,11 +39,15 @@ class ChampionScore:
     semver: str | None
     metrics: dict[str, float] | None
     note: str  # why there is no score, or where it came from
+    production_metrics: dict[str, float] | None = None  # on the holdout's production rows, when it has some
 
 
-def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: ProjectConfig) -> ChampionScore:
-    """Score the current champion on the challenger's holdout rows; a champion that cannot be scored is reported,
-    not fatal (a major request may change the features)."""
+def score_champion(
+    registry: ModelRegistry, holdout: pd.DataFrame, config: ProjectConfig, recent: pd.DataFrame | None = None
+) -> ChampionScore:
+    """Score the current champion on the challenger's holdout rows (and on ``recent``, the holdout's production
+    rows, when given); a champion that cannot be scored is reported, not fatal (a major request may change the
+    features)."""
     champion = registry.alias_version(CHAMPION)
     if champion is None:
         return ChampionScore(None, None, None, "no champion yet: this model can bootstrap the registry")
@@ -51,6 +55,7 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
     try:
         model = registry.load(str(champion.version)).model
         metrics = score_model(model, holdout, config)
+        recent_metrics = score_model(model, recent, config) if recent is not None and len(recent) else None
     except Exception as err:  # any load/predict failure means "not comparable", which the gates then report
         return ChampionScore(
             str(champion.version),
@@ -59,7 +64,9 @@ def score_champion(registry: ModelRegistry, holdout: pd.DataFrame, config: Proje
             f"champion {semver} (v{champion.version}) could not be scored on this holdout: "
             f"{err.__class__.__name__}: {str(err)[:600]}",
         )
-    return ChampionScore(str(champion.version), semver, metrics, f"champion {semver} (v{champion.version})")
+    return ChampionScore(
+        str(champion.version), semver, metrics, f"champion {semver} (v{champion.version})", recent_metrics
+    )
 
 
 def version_description(

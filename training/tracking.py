@@ -3,8 +3,9 @@
 Everything is written with an explicit ``run_id`` through ``MlflowClient`` (no reliance on the fluent API's
 thread-local "active run"), so tasks may run in any thread. The run holds: the request as tags, parameters, the
 Great Expectations result (JSON + HTML), holdout metrics of the new model *and* of the champion on the same rows,
-the model with signature and explicit pip requirements, the training data as the run's input (lineage) and a
-Parquet snapshot of it (the drift reference for monitoring).
+the model with signature and explicit pip requirements, the training data as the run's inputs (lineage: the
+configured source and, when retraining includes it, the production window, each with its row count) and a Parquet
+snapshot of the training rows (the drift reference for monitoring).
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ from core.names import (
     TAG_DATA_FINGERPRINT,
     TAG_DECISION,
     TAG_DECISION_REASON,
+    TAG_ORIGIN,
     TAG_PRIMARY_METRIC,
+    TAG_PRODUCTION_ROWS,
+    TAG_PRODUCTION_WINDOW,
     TAG_REQUEST_ID,
     TAG_REQUEST_KIND,
     TAG_REQUEST_TITLE,
     TAG_ROLE,
+    TAG_ROWS,
+    TAG_TRAINING_DATA,
 )
 from core.settings import Settings
 from core.store.requests import ChangeRequest
@@ -43,6 +49,7 @@ from core.tracking import code_version, ensure_experiment
 from model_registry.loading import is_trusted_type
 from training.search import SearchResult
 from training.validation import ValidationReport, render_html
+from training.window import SOURCE_DATASET, TrainingData
 
 log = logging.getLogger("mlops.training")
 
@@ -97,8 +104,6 @@ def log_model(
     model: Any,
     train: pd.DataFrame,
     config: ProjectConfig,
-    source: str,
-    fingerprint: str,
     holdout: pd.DataFrame | None = None,
 ) -> str:
     """Log the fitted pipeline with signature and pinned requirements; return its ``models:/`` URI.
@@ -120,19 +125,6 @@ def log_model(
             serialization_format=fmt,
             skops_trusted_types=trusted,
         )
-        try:
-            with warnings.catch_warnings():
-                # a local path matches two registered LocalArtifactDatasetSource entries; MLflow warns, picks one
-                warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-                dataset = mlflow.data.from_pandas(
-                    train,
-                    source=None if source.startswith("builtin:") else source,
-                    name=f"{config.model_name}-train",
-                    targets=config.data.target,
-                )
-            mlflow.log_input(dataset, context="training", tags={TAG_DATA_FINGERPRINT: fingerprint})
-        except MlflowException:
-            pass  # lineage is best effort: a source MLflow cannot describe must not stop training
     with tempfile.TemporaryDirectory() as tmp:
         for artifact, frame in ((REFERENCE_ARTIFACT, train), (HOLDOUT_ARTIFACT, holdout)):
             if frame is not None:
@@ -140,6 +132,38 @@ def log_model(
                 frame.to_parquet(path, index=False)
                 client.log_artifact(run_id, str(path), str(Path(artifact).parent))
     return info.model_uri
+
+
+def log_training_data(client: MlflowClient, run_id: str, data: TrainingData, config: ProjectConfig) -> None:
+    """The run's data lineage: one MLflow dataset input per part (the configured source, the production window),
+    each with its row count and fingerprint; the data in words and the row counts as tags and metrics."""
+    import mlflow.data
+
+    parts = [(SOURCE_DATASET, data.source_part, data.source, data.source_fingerprint)]
+    if data.production_rows:
+        parts.append((data.production_name, data.production_part, None, data.production_fingerprint))
+    with mlflow.start_run(run_id=run_id):
+        for name, frame, source, fingerprint in parts:
+            try:
+                with warnings.catch_warnings():
+                    # a local path matches two registered LocalArtifactDatasetSource entries; MLflow warns, picks one
+                    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+                    dataset = mlflow.data.from_pandas(
+                        frame,
+                        source=None if source is None or source.startswith("builtin:") else source,
+                        name=name,
+                        targets=config.data.target,
+                    )
+                origin = "configured source" if source is not None else "production"
+                tags = {TAG_DATA_FINGERPRINT: fingerprint or "", TAG_ROWS: str(len(frame)), TAG_ORIGIN: origin}
+                mlflow.log_input(dataset, context="training", tags=tags)
+            except MlflowException:
+                pass  # lineage is best effort: a source MLflow cannot describe must not stop training
+    client.set_tag(run_id, TAG_TRAINING_DATA, data.description[:5000])
+    client.set_tag(run_id, TAG_PRODUCTION_WINDOW, data.window.label if data.window else "none")
+    client.set_tag(run_id, TAG_PRODUCTION_ROWS, str(data.production_rows))
+    client.log_metric(run_id, "data_source_rows", data.source_rows)
+    client.log_metric(run_id, "data_production_rows", data.production_rows)
 
 
 def serialization_for(model: Any) -> tuple[str, list[str] | None]:
@@ -186,12 +210,17 @@ def open_lifecycle_run(client: MlflowClient, settings: Settings, config: Project
 
 
 def log_comparison(
-    client: MlflowClient, run_id: str, metrics: dict[str, float], champion_metrics: dict[str, float] | None
+    client: MlflowClient,
+    run_id: str,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+    prefix: str = HOLDOUT_PREFIX,
+    champion_prefix: str = CHAMPION_PREFIX,
 ) -> None:
     """The new model's holdout metrics and, next to them, the champion's on the same rows (MLflow's compare view)."""
-    log_metrics(client, run_id, metrics, HOLDOUT_PREFIX)
+    log_metrics(client, run_id, metrics, prefix)
     if champion_metrics:
-        log_metrics(client, run_id, champion_metrics, CHAMPION_PREFIX)
+        log_metrics(client, run_id, champion_metrics, champion_prefix)
 
 
 def name_registered_run(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import Float, and_, delete, func, insert, select, update
 
 from core.faults import JOURNAL_DRAINED, crash_point
 from core.store.journal import FEEDBACK, PREDICTION, Journal
@@ -279,8 +279,11 @@ class PredictionLog:
                     conn.execute(delete(journal_marks).where(journal_marks.c.journal == journal.name))
 
     # ---- reading ---------------------------------------------------------------------------------------------
-    def variant_stats(self, model_name: str, rollout_id: int, since: datetime | None = None) -> dict[str, VariantStats]:
-        """Per variant (champion / challenger) counts for one rollout, optionally from ``since`` on."""
+    def variant_stats(
+        self, model_name: str, rollout_id: int, since: datetime | None = None, *, regression: bool = False
+    ) -> dict[str, VariantStats]:
+        """Per variant (champion / challenger) counts for one rollout, optionally from ``since`` on; with
+        ``regression`` also the sums of absolute errors of the labelled answers (labels and predictions numeric)."""
         conds = [predictions.c.model_name == model_name, predictions.c.rollout_id == rollout_id]
         if since is not None:
             conds.append(predictions.c.at >= since)
@@ -316,6 +319,17 @@ class PredictionLog:
             for variant, n, correct in labelled:
                 s = stats.setdefault(variant, VariantStats(variant))
                 s.labelled, s.correct = int(n), int(correct or 0)
+            if regression:
+                error = func.abs(predictions.c.prediction.cast(Float()) - feedback.c.label.cast(Float()))
+                sums = conn.execute(
+                    select(predictions.c.variant, func.count(), func.sum(error), func.sum(error * error))
+                    .select_from(predictions.join(feedback, feedback.c.id == self._counted_label(predictions)))
+                    .where(where, predictions.c.status.in_(ANSWERED))
+                    .group_by(predictions.c.variant)
+                ).all()
+                for variant, n, total, total_sq in sums:
+                    s = stats.setdefault(variant, VariantStats(variant))
+                    s.abs_errors = (int(n), float(total or 0.0), float(total_sq or 0.0))
         return stats
 
     def _counted_label(self, answers: Any) -> Any:
@@ -325,9 +339,9 @@ class PredictionLog:
         return select(pick(inner.c.id)).where(inner.c.request_id == answers.c.request_id).scalar_subquery()
 
     def latency_rows(self, model_name: str, rollout_id: int) -> pd.DataFrame:
-        """Every timed answer of a rollout, one per request and variant: request id, variant, start time (seconds
-        since the epoch: completion minus latency), latency in ms and whether it was a shadow copy. The latency
-        guard pairs them (``deployments.statistics.latency``)."""
+        """Every timed answer of a rollout, one per model call and variant (requests batched together count once):
+        request id, variant, start time (seconds since the epoch: completion minus latency), latency in ms and
+        status. The latency guard pairs them (``deployments.statistics.latency``)."""
         stmt = (
             select(
                 predictions.c.request_id,
@@ -351,6 +365,11 @@ class PredictionLog:
             return frame.assign(start=pd.Series(dtype=float), request=pd.Series(dtype=str))
         frame["request"] = frame["request_id"].str.partition("-")[0]  # the records of one request share a prefix
         frame = frame.drop_duplicates(["request", "variant"])
+        # requests batched into one model call share its time: one observation per call, not one per request
+        # (a timeout's elapsed time is its own); keeps the pairs independent, as the latency test assumes
+        answered = frame["status"].isin(("ok", "shadow"))
+        frame = pd.concat([frame[answered].drop_duplicates(["variant", "latency_ms"]), frame[~answered]])
+        frame = frame.sort_index()
         at = pd.to_datetime(frame["at"], utc=True)
         frame["start"] = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds() - frame["latency_ms"] / 1000.0
         return frame.reset_index(drop=True)
@@ -431,6 +450,38 @@ class PredictionLog:
         meta["at"] = pd.to_datetime(meta["at"], utc=True)
         return pd.concat([features, meta], axis=1).iloc[::-1].reset_index(drop=True)
 
+    def labelled_rows(
+        self, model_name: str, since: datetime, until: datetime, limit: int | None = None
+    ) -> pd.DataFrame:
+        """Labelled answers of ``model_name`` given in [``since``, ``until``), for training: one row per request id
+        (its first logged answer, whose features are the validated input record; a shadow copy of the same request
+        is not a second row) with the label that counts (the first, or the last with corrections on) among labels
+        that arrived before ``until``, so the same window reads the same rows later. The newest ``limit`` rows,
+        returned oldest first, as columns ``request_id``, ``at``, ``features`` (the input record) and ``label``."""
+        pick = func.max if self.corrections else func.min
+        first_answer = (
+            select(func.min(predictions.c.id))
+            .where(predictions.c.model_name == model_name, predictions.c.at >= since, predictions.c.at < until)
+            .group_by(predictions.c.request_id)
+        )
+        counted_label = select(pick(feedback.c.id)).where(feedback.c.at < until).group_by(feedback.c.request_id)
+        stmt = (
+            select(predictions.c.request_id, predictions.c.at, predictions.c.features, feedback.c.label)
+            .select_from(predictions.join(feedback, feedback.c.request_id == predictions.c.request_id))
+            .where(predictions.c.id.in_(first_answer), feedback.c.id.in_(counted_label))
+            .order_by(predictions.c.at.desc(), predictions.c.id.desc())
+        )
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            rows = [r for r in conn.execute(stmt).all() if r.features]  # an answer logged without its input
+        frame = pd.DataFrame(
+            [(r.request_id, r.at, r.features, json.loads(r.label)) for r in reversed(rows)],
+            columns=["request_id", "at", "features", "label"],
+        )
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
+
 
 def _set_mark(conn: Any, name: str, last_entry: int) -> None:
     """Record in the store transaction that wrote them how far journal ``name`` is in the store."""
@@ -475,6 +526,7 @@ class VariantStats:
     latencies_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
     labelled: int = 0
     correct: int = 0
+    abs_errors: tuple[int, float, float] = (0, 0.0, 0.0)  # regression: labelled answers, sum |error|, sum error**2
 
     @property
     def requests(self) -> int:
@@ -517,4 +569,5 @@ class VariantStats:
             "labelled": self.labelled,
             "correct": self.correct,
             "accuracy": self.accuracy,
+            **({"mean_absolute_error": self.abs_errors[1] / self.abs_errors[0]} if self.abs_errors[0] else {}),
         }

@@ -2,16 +2,15 @@
 prediction log and feedback, rollout state), and the engine that opens it.
 
 SQLAlchemy Core on SQLite by default (``<home>/mlops.db``) and PostgreSQL by URL (``MLOPS_DATABASE_URL``); the same
-statements run on both. Tables are created on first open, not on import. The queries over these tables live beside
-them in this package: ``requests`` (change requests, alias history), ``predictions`` (answers and labels) and
-``rollouts`` (rollout state).
+statements run on both. Nothing is created on import: a new store is created on first open. A change to a table
+here is a new revision in ``migrations/versions``, which ``core.store.database`` runs (``mlops db upgrade``). The
+queries over these tables live beside them in this package: ``requests`` (change requests, alias history),
+``predictions`` (answers and labels) and ``rollouts`` (rollout state).
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -24,14 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
-from core.errors import MlopsError
 from core.settings import with_installed_driver
+from core.store.database import cannot_open, new_engine, prepare
 
 metadata = MetaData()
 
@@ -162,34 +159,24 @@ def as_utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-log = logging.getLogger("mlops.store")
 _engines: dict[str, Engine] = {}
 
 
 def get_engine(url: str) -> Engine:
-    """One engine per URL per process, tables created on first use."""
+    """One engine per URL per process, on a store at the schema revision this code needs: a new store is created,
+    a store at another revision is refused with the command that fixes it (``core.store.database.prepare``)."""
     url = with_installed_driver(url)
     engine = _engines.get(url)
     if engine is None:
-        kwargs: dict[str, Any] = {"future": True}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            kwargs["pool_pre_ping"] = True
-        engine = create_engine(url, **kwargs)
-        if url.startswith("sqlite"):
-            event.listen(engine, "connect", _sqlite_pragmas)
+        engine = new_engine(url)
         try:
-            metadata.create_all(engine)
-            _add_index(engine, ONE_LIVE_ROLLOUT)  # stores created before the index existed
-            _add_nullable_columns(engine, rollouts, ("challenger_request_id",))  # stores from before the column
-            _add_nullable_columns(engine, predictions, ("detail",))  # stores created before the column existed
+            prepare(engine, url)
         except SQLAlchemyError as err:
-            cause = getattr(err, "orig", None) or err
-            raise MlopsError(
-                f"cannot open the project store at {_redact(url)}: {cause}. "
-                "Check MLOPS_DATABASE_URL (or MLOPS_HOME for the default SQLite file)."
-            ) from None
+            engine.dispose()
+            raise cannot_open(url, err) from None
+        except BaseException:
+            engine.dispose()
+            raise
         _engines[url] = engine
     return engine
 
@@ -199,49 +186,3 @@ def close_engine(url: str) -> None:
     engine = _engines.pop(with_installed_driver(url), None)
     if engine is not None:
         engine.dispose()
-
-
-def _add_index(engine: Engine, index: Index) -> None:
-    try:
-        index.create(engine, checkfirst=True)
-    except IntegrityError as err:  # the data already breaks it: keep working, say what to do
-        log.warning(
-            "the project store already holds two live rollouts of one model, so index %s could not be added (%s); "
-            "abort the extra one with `mlops rollout abort`",
-            index.name,
-            getattr(err, "orig", err),
-        )
-
-
-def _add_nullable_columns(engine: Engine, table: Table, names: tuple[str, ...]) -> None:
-    """Add nullable columns a store created by an earlier version lacks (old rows read them as NULL)."""
-    from sqlalchemy import inspect
-
-    present = {c["name"] for c in inspect(engine).get_columns(table.name)}
-    missing = [table.c[name] for name in names if name not in present]
-    if not missing:
-        return
-    for column in missing:
-        kind = column.type.compile(dialect=engine.dialect)
-        try:
-            with engine.begin() as conn:
-                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-        except SQLAlchemyError:  # another process added it first
-            if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
-                raise
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (CLI, UI) never block the flow writing
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url

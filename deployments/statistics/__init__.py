@@ -4,6 +4,7 @@ replica or an audit gets the same answer):
 - ``sequential``: the sequential tests on accuracy and error rate run at every evaluation (``likelihood`` holds
   their statistic);
 - ``always_valid``: the A/B verdict, a confidence sequence for the difference in accuracy valid at every look;
+- ``regression``: the quality test for regressors, on the mean absolute error;
 - ``latency``: the latency guard, same-conditions pairs of latencies and an always-valid test on them;
 - ``fixed_horizon``: a two-proportion test for a single planned look (reference) and the shadow agreement report;
 - ``explanations``: each verdict in words; ``arguments``: the checks on what callers pass.
@@ -32,6 +33,7 @@ from deployments.statistics.likelihood import (
     wald_expected_sample_size,
     weighted_log_likelihood_ratio,
 )
+from deployments.statistics.regression import ErrorSums, RegressionVerdict, SequentialMAETest
 from deployments.statistics.sequential import (
     ABORT,
     CONTINUE,
@@ -51,11 +53,14 @@ __all__ = [
     "ABVerdict",
     "AgreementReport",
     "Decision",
+    "ErrorSums",
     "LatencyGuard",
     "LatencyPairs",
     "LatencyVerdict",
+    "RegressionVerdict",
     "SequentialABVerdict",
     "SequentialErrorRateTest",
+    "SequentialMAETest",
     "SequentialQualityTest",
     "SequentialVerdict",
     "WaldExpectation",

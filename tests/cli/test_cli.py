@@ -41,6 +41,9 @@ def test_help_is_everywhere(cli_home: Path) -> None:
         ["rollout", "start"],
         ["replay"],
         ["k8s", "render"],
+        ["db"],
+        ["db", "upgrade"],
+        ["db", "current"],
     ):
         result = mlops(*cmd, "--help", home=cli_home)
         assert result.returncode == 0, result.stderr

@@ -34,9 +34,11 @@ def test_rollback_and_retrain_say_what_they_did_and_exit_by_outcome(settings: An
     outcome = json.loads(first.stdout)
     assert outcome["status"] == "registered" and outcome["rollout"] is None
     requests = json.loads(mlops("request", "list", "--json", home=home).stdout)
-    assert [(r["id"], r["reason"], r["semver"]) for r in requests] == [
+    assert [(r["id"], r["reason"].split("; data: ")[0], r["semver"]) for r in requests] == [
         (outcome["request_id"], "drift: mean radius", "1.0.0")
     ]
+    assert "; data: builtin:breast_cancer (569 rows)" in requests[0]["reason"]  # what it trained on
+    assert outcome["data"].startswith("builtin:breast_cancer (569 rows); no labelled production rows in ")
 
     again = mlops("retrain", "--no-rollout", home=home)  # within the cooldown: the guard skips it
     assert again.returncode == 3, again.stderr[-2000:]

@@ -50,6 +50,8 @@ def test_the_compose_stack_runs_the_lifecycle_and_serves(
                 "POSTGRES_HOST": "host.docker.internal",
                 "POSTGRES_PORT": str(postgres_on_the_bridge),
                 "PREFECT_AUTH": "admin:compose-test",
+                "MLFLOW_ADMIN_PASSWORD": "compose-mlflow-test",
+                "MLFLOW_SECRET_KEY": uuid.uuid4().hex,
                 "MLOPS_DATABASE_CHECK_URL": bridge_pg,
                 **databases,
                 **ports,
@@ -81,11 +83,14 @@ def test_the_compose_stack_runs_the_lifecycle_and_serves(
         assert answer["semver"] == "1.0.0"
         probe = (
             "import urllib.request, urllib.error\n"
-            "try: urllib.request.urlopen(urllib.request.Request('http://prefect:4200/api/flows/filter', data=b'{}'))\n"
-            "except urllib.error.HTTPError as e: print(e.code)"
+            "for url, body in (('http://prefect:4200/api/flows/filter', b'{}'),"
+            " ('http://mlflow:5000/api/2.0/mlflow/registered-models/search', None)):\n"
+            "    try: print(urllib.request.urlopen(urllib.request.Request(url, data=body)).status)\n"
+            "    except urllib.error.HTTPError as e: print(e.code)"
         )
         unauthenticated = run("exec", "-T", "worker", "python", "-c", probe)
-        assert unauthenticated.stdout.strip() == "401"  # the Prefect server takes credentials
+        # both servers take credentials: the flow run and the gateway above got in with the .env ones
+        assert unauthenticated.stdout.split() == ["401", "401"], unauthenticated.stdout + unauthenticated.stderr
     finally:
         down = run("down", "-v", "--remove-orphans")
         for db in databases.values():

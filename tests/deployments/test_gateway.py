@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
+from core.config import ProjectConfig
 from core.store.predictions import PredictionLog
 from core.store.requests import ProjectStore
 from core.store.rollouts import RolloutStore
@@ -118,10 +119,13 @@ def test_the_kubernetes_probes_and_method_errors_answer_on_a_real_gateway(
 
 
 def test_weighted_canary_split_and_sticky_routing(
-    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+    settings: Any, demo_config: ProjectConfig, two_models: dict[str, str], serve_gateway: Callable[..., Served]
 ) -> None:
     start_canary(settings, 30.0, two_models)
-    served = serve_gateway()
+    # routing is what is checked, so no deadline: on a busy host a variant past it is answered for by the other one
+    served = serve_gateway(
+        config=demo_config.model_copy(update={"rollout": demo_config.rollout.model_copy(update={"deadline_ms": None})})
+    )
     with served.client() as c:
         variants = [
             c.post("/v1/predict", json={"records": rows(1, i % 50)}).json()["predictions"][0]["variant"]
@@ -511,4 +515,5 @@ def test_the_deadline_applies_to_the_champion_too(
     assert answer["variant"] == "challenger"
     served.gateway.log.flush()
     stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
-    assert stats["champion"].by_status == {"timeout": 1} and stats["champion"].latencies_ms[0] >= 250
+    # asyncio fires a timer up to its clock resolution early (BaseEventLoop._clock_resolution): 249.5 ms was seen
+    assert stats["champion"].by_status == {"timeout": 1} and stats["champion"].latencies_ms[0] >= 249

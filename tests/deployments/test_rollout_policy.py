@@ -165,11 +165,6 @@ def test_a_passed_quality_test_is_not_reopened_by_a_later_poll() -> None:
     assert again.action == "continue" and again.verdicts["quality"]["settled_at"] is not None
 
 
-def test_regression_models_promote_on_healthy_traffic_without_label_equality() -> None:
-    last = rollout(step_index=2, weight=100)
-    assert decide(last, stats(150), stats(1000), classification=False) == "promote"
-
-
 def test_ab_verdicts_come_from_an_always_valid_interval() -> None:
     ab = rollout(strategy="ab", weight=50)
     assert decide(ab, stats(1500, labelled=1500, correct=1410), stats(1500, labelled=1500, correct=1290)) == "promote"
@@ -192,3 +187,37 @@ def test_ab_verdicts_come_from_an_always_valid_interval() -> None:
 def test_a_rollout_without_a_decision_pauses_for_a_person() -> None:
     old = rollout(age=POLICY.max_duration_seconds + 5)
     assert decide(old, stats(50), stats(500)) == "pause"
+
+
+def regression_stats(requests: int, labelled: int, mae: float, spread: float = 0.8) -> VariantStats:
+    """Sums of absolute errors with mean ``mae`` and standard deviation ``spread * mae``."""
+    total = labelled * mae
+    total_sq = labelled * (mae * mae + (spread * mae) ** 2)
+    return VariantStats("x", {"ok": requests}, np.full(min(requests, 200), 1.0), abs_errors=(labelled, total, total_sq))
+
+
+def test_a_worse_regressor_is_rolled_back_on_its_mean_absolute_error() -> None:
+    policy = POLICY.model_copy(update={"quality": POLICY.quality.model_copy(update={"min_effect_ratio": 0.1})})
+    champ = regression_stats(3000, 2000, 40.0)
+    worse = evaluate(
+        rollout(),
+        {"challenger": regression_stats(400, 300, 50.0), "champion": champ},
+        {"challenger": regression_stats(400, 300, 50.0), "champion": champ},
+        policy,
+        False,
+        utcnow(),
+    )
+    assert worse.action == "abort" and worse.reason.startswith("quality guard")
+    assert "mean absolute error 50 on 300 labels vs champion 40 on 2000" in worse.reason
+    assert "10% worse than the champion's" in worse.reason
+    last = rollout(step_index=2, weight=100)
+    equal = {"challenger": regression_stats(2000, 1500, 40.2), "champion": champ}
+    assert evaluate(last, equal, equal, policy, False, utcnow()).action == "promote"
+    # too few labels: no verdict, however healthy the traffic (a regressor used to promote on answers alone)
+    few = {"challenger": regression_stats(2000, 10, 40.0), "champion": champ}
+    assert evaluate(last, few, few, policy, False, utcnow()).action == "continue"
+    # the effect in the target's units
+    units = POLICY.model_copy(update={"quality": POLICY.quality.model_copy(update={"min_effect": 2.0})})
+    assert "2 worse (target units)" in evaluate(rollout(), worse_stats := {
+        "challenger": regression_stats(400, 300, 50.0), "champion": champ}, worse_stats, units, False, utcnow()
+    ).reason  # fmt: skip

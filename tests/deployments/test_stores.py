@@ -147,3 +147,38 @@ def test_timed_answers_for_the_latency_guard_one_per_request(any_store_url: str)
     }
     stats = log.variant_stats("m", 3)["challenger"]
     assert (stats.errors, stats.timeouts, stats.exceptions) == (2, 1, 1)
+
+
+def test_absolute_errors_of_a_regressor_are_summed_once_per_labelled_answer(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url)
+    for i, (pred, label) in enumerate([(10.0, 12.5), (3, 1), (7.25, 7.25), (100.0, None)]):
+        log.record(request_id=f"g{i}", model_name="m", variant="challenger", model_version="2", status="ok", served=1,
+                   prediction=encode_value(pred), latency_ms=1.0, rollout_id=4)  # fmt: skip
+        if label is not None:
+            log.record_feedback(f"g{i}", label)
+    log.record_feedback("g0", 0.0)  # a second label: the first counts
+    log.flush()
+    chall = PredictionLog(any_store_url).variant_stats("m", 4, regression=True)["challenger"]
+    assert chall.abs_errors == (3, pytest.approx(4.5), pytest.approx(2.5**2 + 2**2))
+    assert chall.to_json()["mean_absolute_error"] == pytest.approx(1.5)
+
+
+def test_requests_batched_into_one_model_call_are_one_latency_observation(any_store_url: str) -> None:
+    log = PredictionLog(any_store_url)
+    at = utcnow()
+    for i in range(5):  # five requests answered by one call of the champion (same model time)
+        log.record(request_id=f"b{i}", model_name="m", variant="champion", status="ok", served=1, latency_ms=5.125,
+                   rollout_id=8, at=at)  # fmt: skip
+    log.record(request_id="c0", model_name="m", variant="challenger", status="ok", served=1, latency_ms=5.125,
+               rollout_id=8, at=at)  # fmt: skip
+    for i in range(2):  # two timeouts of separate requests: each its own elapsed time, each an observation
+        log.record(request_id=f"t{i}", model_name="m", variant="champion", status="timeout", served=0,
+                   latency_ms=251.0, rollout_id=8, at=at)  # fmt: skip
+    log.flush()
+    rows = log.latency_rows("m", 8)
+    assert sorted(zip(rows["variant"], rows["status"], strict=True)) == [
+        ("challenger", "ok"),
+        ("champion", "ok"),
+        ("champion", "timeout"),
+        ("champion", "timeout"),
+    ]

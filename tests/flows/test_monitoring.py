@@ -147,12 +147,10 @@ def test_retrain_files_a_request_respects_the_cooldown_and_escalates(settings: A
     assert first["status"] == "registered"
     store = ProjectStore(settings.store_url)
     req = store.get(first["request_id"])
-    assert (req.kind, req.reason, req.submitted_by, req.semver) == (
-        "minor",
-        "drift: mean radius",
-        RETRAIN_ACTOR,
-        "1.1.0",
-    )
+    assert (req.kind, req.submitted_by, req.semver) == ("minor", RETRAIN_ACTOR, "1.1.0")
+    # the reason names the data: no labels came back, so the configured source alone (config/project.yaml)
+    assert req.reason.startswith("drift: mean radius; data: builtin:breast_cancer (569 rows); no labelled production")
+    assert req.reason.endswith("so the configured source only") and first["data"] in req.reason
     assert retrain(config_path=str(DEMO_CONFIG)).to_json()["status"] == "skipped"  # a storm of events: one retrain
 
     # two automatic retrains in a row that failed: the loop stops and asks for a person

@@ -148,3 +148,77 @@ def test_a_restarted_gateway_and_flow_resume_the_rollout(
         stop.set()
         thread.join()
     assert result["id"] == before.id and result["status"] == "promoted"
+
+
+def regression_project(tmp_path: Any) -> tuple[ProjectConfig, Any]:
+    """The diabetes data (ships with scikit-learn): a ridge regressor judged on its mean absolute error."""
+    import yaml
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    folder = tmp_path / "diabetes"
+    folder.mkdir()
+    frame.to_csv(folder / "diabetes.csv", index=False)
+    raw = {
+        "model_name": "diabetes-progression",
+        "data": {"source": "diabetes.csv", "target": "target", "numeric_features": [c for c in frame if c != "target"]},
+        "training": {"estimator": "sklearn.linear_model.Ridge", "params": {"alpha": 1.0}},
+        "evaluation": {"primary_metric": "mae"},
+        "gates": {"min_score": None, "max_regression": 100.0},
+        "validation": {"min_rows": 100},
+        # One canary step at 50%: both models keep collecting labels until the MAE test decides. A last step at
+        # 100% would freeze the champion's sample at what a short first step gave it (about 160 labels at 20% and
+        # 40 challenger answers), while passing an equal challenger at a 10% effect on this data needs about 165
+        # on the champion's side even with endless challenger labels, so the test could stay undecided for good.
+        # alpha 0.01 as in `fast`: an equal challenger is rolled back by chance in under 1% of runs.
+        "rollout": {**FAST, "steps": [50.0], "quality": {"alpha": 0.01, "min_effect_ratio": 0.1}},
+    }
+    path = folder / "project.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    from core.config import load_config
+
+    return load_config(path), frame
+
+
+def test_a_worse_regressor_is_rolled_back_and_an_equal_one_promoted(
+    settings: Any, serve_gateway: Callable[..., Served], tmp_path: Any
+) -> None:
+    """Regression models have a quality guard: a sequential test on the mean absolute error."""
+    config, frame = regression_project(tmp_path)
+    features = [c for c in frame if c != "target"]
+    records, labels = records_from(frame, features), frame["target"].tolist()
+    register(settings, config, "1.0.0", "champion")
+    worse = register(settings, config, "1.1.0", "challenger", alpha=10000.0)  # predicts about the mean
+    served = serve_gateway(config)
+
+    def roll_out() -> dict[str, Any]:
+        stop = threading.Event()
+        out: list[ReplayReport] = []
+        thread = threading.Thread(
+            target=lambda: out.append(
+                asyncio.run(
+                    replay(
+                        served.url, records, labels, rate=250, count=60000, label_delay=0.2, max_seconds=240, stop=stop
+                    )
+                )
+            )
+        )
+        thread.start()
+        try:
+            return rollout(
+                config_path=str(config.base_dir / "project.yaml"), poll_seconds=0.3, max_minutes=3.5
+            ).to_json()
+        finally:
+            stop.set()
+            thread.join()
+
+    first = roll_out()
+    assert first["status"] == "aborted" and first["reason"].startswith("quality guard"), first["reason"]
+    assert "mean absolute error" in first["reason"]
+    reg = ModelRegistry(config.model_name, ProjectStore(settings.store_url))
+    assert reg.resolve(worse).tags["mlops.decision"] == "rolled back"
+    equal = register(settings, config, "1.2.0", "challenger", alpha=1.5)
+    second = roll_out()
+    assert second["status"] == "promoted", second["reason"]
+    assert "not 10% worse than the champion's" in second["reason"]
+    assert reg.aliases()["champion"] == equal

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -69,7 +70,14 @@ def test_the_closed_loop_drift_retrain_rollout_promote_then_degrade_and_roll_bac
 
         requests = json.loads(mlops("request", "list", "--json", env=env).stdout)
         retrained = [r for r in requests if r["submitted_by"] == "retrain flow"]
-        assert len(retrained) == 1 and retrained[0]["reason"].startswith("drift detected: dataset drift")
+        assert len(retrained) == 1 and retrained[0]["reason"].startswith("retrain after drift verdict '")
+        # it learned from the labelled drifted traffic: the configured source plus the production window
+        reason = retrained[0]["reason"]
+        assert "dataset drift" in reason and "; data: builtin:breast_cancer (569 rows) + production " in reason, reason
+        assert (
+            re.search(r"\((\d+) labelled rows\)", reason)
+            and int(re.findall(r"\((\d+) labelled rows", reason)[0]) >= 300
+        )
         assert (retrained[0]["status"], retrained[0]["semver"]) == ("succeeded", "1.1.0")
 
         shown = json.loads(mlops("registry", "show", "--json", env=env).stdout)

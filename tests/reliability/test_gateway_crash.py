@@ -80,7 +80,10 @@ def drive(url: str, proc: subprocess.Popen[bytes], kill_after: int | None) -> tu
         t.start()
     while proc.poll() is None:
         if kill_after is not None and len(answered) >= kill_after:
-            os.kill(proc.pid, signal.SIGKILL)
+            # once: Popen.kill is safe when a client thread's poll() has already reaped the process
+            proc.kill()
+            proc.wait()
+            break
         time.sleep(0.01)
     dead.set()
     for t in threads:

@@ -115,7 +115,7 @@ split = split_holdout(data.frame, config)
 model = fit_model(split.train, config)
 champion = score_champion(context.registry, split.holdout, config)
 decision = decide_gates(score_model(model, split.holdout, config), champion.metrics, config)
-uri = log_model(context.mlflow, run_id, model, split.train, config, data.source, data.fingerprint)
+uri = log_model(context.mlflow, run_id, model, split.train, config)
 candidate = Candidate(uri, run_id, request, decision, champion, data.fingerprint, data.source, len(split.holdout),
                       code_version(config.base_dir))
 register_version(context.registry, candidate, "test", context.settings.fault_point)

@@ -89,3 +89,47 @@ def test_override_typos_are_refused_but_estimator_params_are_free_form() -> None
         load_config(DEMO_CONFIG, {"gates.min_score": "high"})
     raw = apply_overrides({"training": {"params": {}}}, {"training.params.class_weight": "balanced"})
     assert raw["training"]["params"]["class_weight"] == "balanced"
+
+
+@pytest.mark.parametrize(
+    ("retraining", "message"),
+    [
+        (
+            {"since": "2026-11-01", "window_days": 30},
+            r"retraining: .*set either since \(2026-11-01 00:00 UTC\) or "
+            r"window_days \(30\), not both",
+        ),
+        ({"since": "2026-11-30", "until": "2026-11-01"}, r"since \(2026-11-30 00:00\) must be before until"),
+        ({"windw_days": 7}, r"retraining\.windw_days: unknown key"),
+        ({"holdout_share_of_production": 1.0}, r"retraining\.holdout_share_of_production: Input should be less than 1"),
+        ({"max_rows": 0}, r"retraining\.max_rows: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_bad_retraining_section_names_the_key_and_the_fix(
+    tmp_path: Path, retraining: dict[str, object], message: str
+) -> None:
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["retraining"] = {"include_production": True, **retraining}
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, raw))
+
+
+def test_recency_weights_need_an_estimator_whose_fit_takes_sample_weight(tmp_path: Path) -> None:
+    raw = yaml.safe_load(DEMO_CONFIG.read_text())
+    raw["retraining"] = {"include_production": True, "recency_half_life_days": 7}
+    assert load_config(_write(tmp_path, raw)).retraining.recency_half_life_days == 7  # LogisticRegression: fine
+    raw["training"] = {"estimator": "sklearn.neighbors.KNeighborsClassifier"}
+    with pytest.raises(ConfigError, match=r"KNeighborsClassifier\.fit does not; remove recency_half_life_days or"):
+        load_config(_write(tmp_path, raw))
+
+
+def test_the_window_a_retrain_pins_is_a_valid_override() -> None:
+    """What the retrain flow files on its request (``retraining.since``/``until`` in UTC) passes the schema."""
+    from datetime import UTC, datetime
+
+    from training.window import Window
+
+    window = Window(datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, 12, 30, tzinfo=UTC))
+    cfg = load_config(DEMO_CONFIG, {"retraining.include_production": True, **window.overrides()})
+    assert (cfg.retraining.since, cfg.retraining.until) == (window.since, window.until)
+    assert window.label == "2026-11-01 00:00..2026-11-30 12:30 UTC"

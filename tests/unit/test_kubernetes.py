@@ -193,6 +193,64 @@ def test_each_flow_run_is_a_job_that_validates_strictly(version: str) -> None:
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/etc/mlops", "/tmp"}
 
 
+@pytest.mark.parametrize("version", ["1.30.0", "1.33.0"])
+def test_with_a_credentials_secret_the_servers_require_credentials_and_every_pod_sends_them(version: str) -> None:
+    import configparser
+
+    import kubernetes_validate.utils as kv
+
+    from deployments.kubernetes import work_pool_template
+
+    target = replace(TARGET, servers=True, credentials_secret="mlops-credentials")
+    docs = list(yaml.safe_load_all(to_yaml(rendered(target))))
+    for doc in docs:
+        kv.validate(doc, version, strict=True)
+
+    def container(component: str) -> dict[str, Any]:
+        deployment = next(
+            d for d in docs
+            if d["kind"] == "Deployment" and d["metadata"]["name"].endswith(f"-{component}")
+        )  # fmt: skip
+        return deployment["spec"]["template"]["spec"]["containers"][0]
+
+    def secret_env(c: dict[str, Any]) -> dict[str, str]:
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+            for e in c["env"]
+            if e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "mlops-credentials"
+        }
+
+    clients = {
+        "PREFECT_API_AUTH_STRING": "prefect-auth-string",
+        "MLFLOW_TRACKING_USERNAME": "mlflow-username",
+        "MLFLOW_TRACKING_PASSWORD": "mlflow-password",
+    }
+    assert secret_env(container("gateway")) == clients
+    assert secret_env(container("worker")) == clients
+    template = work_pool_template(load_config(CONFIG), CONFIG, target)
+    job_container = template["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]["containers"][0]
+    assert secret_env(job_container) == clients  # each flow run's Job logs in too
+    assert secret_env(container("prefect")) == {"PREFECT_SERVER_API_AUTH_STRING": "prefect-auth-string"}
+    mlflow = container("mlflow")
+    assert mlflow["command"][-2:] == ["--app-name", "basic-auth"]
+    assert secret_env(mlflow) == {
+        "MLFLOW_AUTH_ADMIN_USERNAME": "mlflow-username",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "mlflow-password",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow-secret-key",
+    }
+    # the auth app's config is a real MLflow auth config whose user database is not under the served artifacts
+    auth_map = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-mlflow-auth"))
+    ini = configparser.ConfigParser()
+    ini.read_string(auth_map["data"]["auth.ini"])
+    mounts = {m["mountPath"]: m["name"] for m in mlflow["volumeMounts"]}
+    db_dir = ini["mlflow"]["database_uri"].removeprefix("sqlite:///").rsplit("/", 1)[0]
+    assert db_dir in mounts and not db_dir.startswith("/var/lib/mlflow-artifacts")
+    assert mlflow["readinessProbe"]["httpGet"]["path"] == "/health"  # open without credentials in MLflow's auth app
+    # without the secret nothing asks for credentials
+    plain = rendered(replace(TARGET, servers=True))
+    assert "mlops-credentials" not in to_yaml(plain) and "basic-auth" not in to_yaml(plain)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -202,6 +260,7 @@ def test_each_flow_run_is_a_job_that_validates_strictly(version: str) -> None:
         ({"database_secret": "Mlops_DB"}, "not a valid Kubernetes name"),
         ({"replicas": 0}, "replicas must be between 1 and 100"),
         ({"prefect_api_url": "prefect:4200"}, "must start with http"),
+        ({"credentials_secret": "Creds"}, "credentials secret 'Creds' is not a valid Kubernetes name"),
     ],
 )
 def test_bad_targets_are_refused_with_the_fix(change: dict[str, Any], message: str) -> None:

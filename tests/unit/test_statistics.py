@@ -572,3 +572,43 @@ def test_ab_verdict_holds_its_level_when_looked_at_after_every_label() -> None:
     ready = (na >= 100) & (nb >= 100)
     assert (ready & (diff + half < 0)).any(axis=1).mean() <= 0.05  # equal models: "worse" at some look
     assert (ready & (np.abs(diff) > half)).any(axis=1).mean() <= 0.05  # either side
+
+
+# ------------------------------------------------------------------------------------ regression: mean absolute error
+def test_mae_statistic_by_hand_and_its_verdicts() -> None:
+    from deployments.statistics import ErrorSums, SequentialMAETest
+
+    test = SequentialMAETest(alpha=0.05, beta=0.2, min_effect=2.0, min_effect_ratio=None, min_samples=2)
+    chall = ErrorSums(3, 3 + 5 + 7, 9 + 25 + 49)  # errors 3, 5, 7: mean 5, variance 4
+    champ = ErrorSums(4, 4 * 3.0, 4 * 9.0 + 3 * 1.0)  # mean 3, variance 1
+    v = 4 / 3 + 1 / 4
+    verdict = test.evaluate(chall, champ)
+    assert verdict.log_likelihood_ratio == pytest.approx((2.0 * (5 - 3) - 2.0**2 / 2) / v)
+    assert verdict.decision == "continue" and "waiting" not in verdict.explanation
+    ratio = SequentialMAETest(min_effect_ratio=0.5, min_samples=2).evaluate(chall, champ)
+    assert ratio.min_effect == pytest.approx(1.5)  # half of the champion's 3
+    assert "50% worse than the champion's" in ratio.explanation
+    with pytest.raises(ValueError, match="min_effect"):
+        SequentialMAETest(min_effect=None, min_effect_ratio=None)
+
+
+def test_mae_test_holds_its_error_rates_after_every_label() -> None:
+    from deployments.statistics import SequentialMAETest
+
+    test = SequentialMAETest(alpha=0.05, beta=0.2, min_effect_ratio=0.1)
+    rng = np.random.default_rng(21)
+
+    def abort_rate(ratio: float, rollouts: int = 600, labels: int = 8000) -> float:
+        to_c = rng.random((rollouts, labels)) < 0.1
+        err = np.abs(rng.normal(0, 1, (rollouts, labels))) * np.where(to_c, ratio, 1.0)
+        e1, e2 = np.where(to_c, err, 0.0), np.where(to_c, 0.0, err)
+        codes = test.decision_codes(
+            np.cumsum(e1, 1), np.cumsum(e1**2, 1), np.cumsum(to_c, 1),
+            np.cumsum(e2, 1), np.cumsum(e2**2, 1), np.cumsum(~to_c, 1),
+        )  # fmt: skip
+        stop = codes != CONTINUE
+        first = stop.argmax(axis=1)
+        return float(np.mean(stop.any(axis=1) & (codes[np.arange(rollouts), first] == ABORT)))
+
+    assert abort_rate(1.0) <= 0.065  # alpha 5%: 3.6% over 10,000 rollouts in the benchmark
+    assert abort_rate(1.1) >= 0.65  # beta 20%: 75% over 10,000 rollouts

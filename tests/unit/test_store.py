@@ -101,24 +101,17 @@ def test_alias_history_round_trips_in_order(any_store_url: str) -> None:
     assert history[0].at.tzinfo is not None
 
 
-def test_a_store_from_before_the_detail_column_gets_it(tmp_path: Path) -> None:
-    """Stores written by an earlier version lack ``predictions.detail``: opening one adds the nullable column and
-    keeps its rows."""
-    import sqlite3
-
+def test_a_store_from_before_the_detail_column_gets_it_by_upgrading(tmp_path: Path) -> None:
+    """Stores written by an earlier version lack ``predictions.detail``: `mlops db upgrade` adds the nullable column
+    and keeps their rows."""
+    from core.store.database import upgrade
     from core.store.predictions import PredictionLog
     from core.store.schema import close_engine
+    from tests.store_history import previous_release_store
 
-    path = tmp_path / "old.db"
-    url = f"sqlite:///{path}"
-    PredictionLog(url)
-    close_engine(url)
-    with sqlite3.connect(path) as conn:
-        conn.execute("ALTER TABLE predictions DROP COLUMN detail")
-        conn.execute(
-            "INSERT INTO predictions (request_id, at, model_name, variant, status, served, rollout_id) "
-            "VALUES ('old', '2025-01-01 00:00:00', 'm', 'challenger', 'fallback', 0, 1)"
-        )
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    previous_release_store(url)  # with a challenger's "fallback" answer in rollout 1
+    upgrade(url)
     log = PredictionLog(url)
     assert log.variant_stats("m", 1)["challenger"].errors == 1  # a legacy "fallback" is an error
     log.record(request_id="new", model_name="m", variant="challenger", status="error", served=0, rollout_id=1,

@@ -102,3 +102,21 @@ def test_boolean_and_numeric_coded_categories_with_missing_values(tmp_path: Path
     split = split_holdout(load_data(cfg).frame, cfg)
     model = fit_model(split.train, cfg)
     assert score_model(model, split.holdout, cfg)["roc_auc"] > 0.7
+
+
+def test_recency_weights_halve_per_half_life_and_count_source_rows_as_old_as_the_window(churn_project: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from training.window import TrainingData, Window, recency_weights
+
+    cfg = load_config(churn_project, {"retraining.include_production": True, "retraining.recency_half_life_days": 2})
+    until = datetime(2026, 11, 30, tzinfo=UTC)
+    frame = pd.DataFrame({"x": range(4)})
+    at = pd.Series(pd.to_datetime([until - timedelta(days=2), until], utc=True), index=[2, 3])
+    data = TrainingData(frame, "x.csv", "", 2, "", Window(until - timedelta(days=4), until), at)
+    weights = recency_weights(frame, data, cfg)
+    assert weights is not None and weights.mean() == pytest.approx(1.0)
+    # source rows: 4 days old (the window's start); production rows: 2 days and 0 days old
+    assert weights / weights[3] == pytest.approx([0.25, 0.25, 0.5, 1.0])
+    assert data.from_production(frame.iloc[[3, 0]]).tolist() == [True, False]
+    assert recency_weights(frame, data, load_config(churn_project)) is None  # no half-life: unweighted
