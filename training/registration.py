@@ -123,8 +123,12 @@ def register_version(
     a version with its tags and no alias, which ``training.recovery`` marks abandoned (naming its semver) when the
     request is found crashed."""
     request, decision, champion = candidate.request, candidate.decision, candidate.champion
-    semver = next_semver(request.kind, champion.semver, registry.taken_semvers())
-    bootstrap = champion.version is None
+    # The champion now, not the one scored before training: another run may have registered the first model since
+    # (two runs on an empty registry would otherwise both bootstrap, the second replacing the first without a
+    # rollout), and its semver is what the next one counts from.
+    current = registry.alias_version(CHAMPION)
+    semver = next_semver(request.kind, registry.semver_of(current), registry.taken_semvers())
+    bootstrap = current is None
     role = CHAMPION if bootstrap else CHALLENGER
     description = version_description(
         semver, request, decision, champion, candidate.data_source, candidate.holdout_rows, role
