@@ -6,7 +6,7 @@ state the decision in words: which request, which data, what score against which
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -129,6 +129,12 @@ def register_version(
     current = registry.alias_version(CHAMPION)
     semver = next_semver(request.kind, registry.semver_of(current), registry.taken_semvers())
     bootstrap = current is None
+    if champion.version is None and current is not None:
+        champion = replace(
+            champion,
+            note=f"no champion when this run scored it; {registry.semver_of(current)} (v{current.version}) was "
+            "registered meanwhile, so this one is its challenger",
+        )
     role = CHAMPION if bootstrap else CHALLENGER
     description = version_description(
         semver, request, decision, champion, candidate.data_source, candidate.holdout_rows, role
