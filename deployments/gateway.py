@@ -88,7 +88,7 @@ class Gateway:
         self.handles: dict[str, ModelHandle] = {}
         self.refused: set[tuple[str, str]] = set()  # (alias, version) refused by the loader's allowlist
         self.rollout: Rollout | None = None
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.log)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="model")
         self.batchers = {v: Batcher(self.executor) for v in (CHAMPION, CHALLENGER)}
         self._shadow_in_flight = 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, prediction_log: Any = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mlops_gateway_requests", "Answers per variant and outcome.", ["variant", "status"], registry=self.registry
@@ -40,3 +42,14 @@ class Metrics:
         self.challenger_weight = Gauge(
             "mlops_gateway_challenger_weight_percent", "Challenger's traffic share.", registry=self.registry
         )
+        if prediction_log is not None:  # read at scrape time from the log's writer (``core.store.predictions``)
+            Gauge(
+                "mlops_gateway_store_unreachable",
+                "1 while the project store does not answer (answers and labels wait in the journal).",
+                registry=self.registry,
+            ).set_function(lambda: float(prediction_log.unreachable_since is not None))
+            Gauge(
+                "mlops_gateway_store_outages",
+                "Times the project store became unreachable since the gateway started.",
+                registry=self.registry,
+            ).set_function(lambda: float(prediction_log.outages))

@@ -6,7 +6,7 @@ state the decision in words: which request, which data, what score against which
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -123,8 +123,18 @@ def register_version(
     a version with its tags and no alias, which ``training.recovery`` marks abandoned (naming its semver) when the
     request is found crashed."""
     request, decision, champion = candidate.request, candidate.decision, candidate.champion
-    semver = next_semver(request.kind, champion.semver, registry.taken_semvers())
-    bootstrap = champion.version is None
+    # The champion now, not the one scored before training: another run may have registered the first model since
+    # (two runs on an empty registry would otherwise both bootstrap, the second replacing the first without a
+    # rollout), and its semver is what the next one counts from.
+    current = registry.alias_version(CHAMPION)
+    semver = next_semver(request.kind, registry.semver_of(current), registry.taken_semvers())
+    bootstrap = current is None
+    if champion.version is None and current is not None:
+        champion = replace(
+            champion,
+            note=f"no champion when this run scored it; {registry.semver_of(current)} (v{current.version}) was "
+            "registered meanwhile, so this one is its challenger",
+        )
     role = CHAMPION if bootstrap else CHALLENGER
     description = version_description(
         semver, request, decision, champion, candidate.data_source, candidate.holdout_rows, role

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +76,8 @@ class PredictionLog:
         self.dropped = 0
         self.written = 0
         self.replayed = 0  # entries of crashed processes' journals written to the store at start
+        self.unreachable_since: float | None = None  # monotonic time the store stopped answering, while it does not
+        self.outages = 0  # times the store became unreachable (each logged, and its recovery)
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def start(self) -> PredictionLog:
@@ -170,9 +173,12 @@ class PredictionLog:
                     _set_mark(conn, journal.name, entries[-1][0])
                 self.written += sum(1 for _, kind, _ in entries if kind == PREDICTION)
             except Exception as err:
+                if self._lost_the_store(err):
+                    return False  # retried from the store's mark on the next drain: a batch that did commit is skipped
                 log.warning("prediction log: a journal batch failed (%s); writing it row by row", _short_error(err))
                 if not self._drain_one_by_one(journal.name, entries):
                     return False
+            self._store_is_back()
             mark = entries[-1][0]
             crash_point(self.fault_point, JOURNAL_DRAINED)
             journal.forget(mark)
@@ -194,8 +200,7 @@ class PredictionLog:
                     _set_mark(conn, name, entry[0])
                 self.written += entry[1] == PREDICTION
             except Exception as err:
-                if not self._store_reachable():
-                    log.error("prediction log: the store is unreachable (%s); rows stay journaled", _short_error(err))
+                if self._lost_the_store(err):
                     return False
                 with self.engine.begin() as conn:  # a row the store refuses: skip it, say so
                     _set_mark(conn, name, entry[0])
@@ -206,6 +211,30 @@ class PredictionLog:
                     _short_error(err),
                 )
         return True
+
+    def _lost_the_store(self, err: Exception) -> bool:
+        """True when ``err`` is the store going away (a dropped connection, a server down), not a row it refuses:
+        the rows stay journaled for the next drain, and the first failure of an outage is logged."""
+        # A dropped connection is an outage even when a reconnect works at once: the row was not refused, and the
+        # commit may even have landed (the next drain starts from the mark the store holds, so it is not repeated).
+        if not getattr(err, "connection_invalidated", False) and self._store_reachable():
+            return False
+        if self.unreachable_since is None:
+            self.unreachable_since = time.monotonic()
+            self.outages += 1
+            log.error(
+                "prediction log: the store is unreachable (%s); answers and labels stay journaled until it is back",
+                _short_error(err),
+            )
+        return True
+
+    def _store_is_back(self) -> None:
+        if self.unreachable_since is not None:
+            log.warning(
+                "prediction log: the store is reachable again after %.1f s; writing the journaled answers and labels",
+                time.monotonic() - self.unreachable_since,
+            )
+            self.unreachable_since = None
 
     def _store_reachable(self) -> bool:
         try:

@@ -31,11 +31,20 @@ SERVE = (
 )
 
 
-def start_gateway(home: Path, store_url: str, port: int, **extra: str) -> subprocess.Popen[bytes]:
+def start_gateway(
+    home: Path, store_url: str, port: int, log: Path | None = None, **extra: str
+) -> subprocess.Popen[bytes]:
+    """``mlops serve``'s gateway in a process of its own, once ready; its output goes to ``log`` when given."""
     env = {k: v for k, v in os.environ.items() if k not in ISOLATED_ENV and not k.startswith("PREFECT_")}
     env.update(MLOPS_HOME=str(home), MLOPS_CONFIG=str(DEMO_CONFIG), MLOPS_DATABASE_URL=store_url, PYTHONPATH=str(REPO))
     env.update(extra)
-    proc = subprocess.Popen([sys.executable, "-c", SERVE.format(port=port)], cwd=REPO, env=env)
+    if log is None:
+        proc = subprocess.Popen([sys.executable, "-c", SERVE.format(port=port)], cwd=REPO, env=env)
+    else:
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", SERVE.format(port=port)], cwd=REPO, env=env, stdout=out, stderr=out
+            )
     deadline = time.monotonic() + 120  # waiting for start-up, not a speed assertion
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the gateway exited during start-up"
@@ -49,9 +58,16 @@ def start_gateway(home: Path, store_url: str, port: int, **extra: str) -> subpro
     raise AssertionError("the gateway did not become ready")
 
 
-def drive(url: str, proc: subprocess.Popen[bytes], kill_after: int | None) -> tuple[set[str], set[str]]:
-    """Predict + feedback from 4 clients until the gateway dies (or is killed after ``kill_after`` answers).
-    Returns the request ids answered (200) and the ids whose label was accepted (202)."""
+def drive(
+    url: str,
+    proc: subprocess.Popen[bytes],
+    kill_after: int | None,
+    variants: dict[str, str] | None = None,
+    until: threading.Event | None = None,
+) -> tuple[set[str], set[str]]:
+    """Predict + feedback from 4 clients until the gateway dies (or is killed after ``kill_after`` answers, or
+    ``until`` is set). Returns the request ids answered (200) and the ids whose label was accepted (202);
+    ``variants`` collects which variant gave each answer."""
     answered: set[str] = set()
     labelled: set[str] = set()
     lock = threading.Lock()
@@ -64,9 +80,12 @@ def drive(url: str, proc: subprocess.Popen[bytes], kill_after: int | None) -> tu
                 try:
                     r = c.post("/v1/predict", json={"records": rows(1, i % 500)})
                     if r.status_code == 200:
-                        rid = r.json()["predictions"][0]["request_id"]
+                        answer = r.json()["predictions"][0]
+                        rid = answer["request_id"]
                         with lock:
                             answered.add(rid)
+                            if variants is not None:
+                                variants[rid] = answer["variant"]
                         if c.post("/v1/feedback", json={"request_id": rid, "label": "benign"}).status_code == 202:
                             with lock:
                                 labelled.add(rid)
@@ -78,7 +97,7 @@ def drive(url: str, proc: subprocess.Popen[bytes], kill_after: int | None) -> tu
     threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for t in threads:
         t.start()
-    while proc.poll() is None:
+    while proc.poll() is None and not (until is not None and until.is_set()):
         if kill_after is not None and len(answered) >= kill_after:
             # once: Popen.kill is safe when a client thread's poll() has already reaped the process
             proc.kill()

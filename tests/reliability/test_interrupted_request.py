@@ -34,7 +34,8 @@ raise SystemExit("the fault point was not reached")
 
 def environment(home: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ISOLATED_ENV and not k.startswith("PREFECT_")}
-    env.update(MLOPS_HOME=str(home), MLOPS_CONFIG=str(DEMO_CONFIG), PYTHONPATH=str(REPO), COLUMNS="250", **extra)
+    env.update(MLOPS_HOME=str(home), MLOPS_CONFIG=str(DEMO_CONFIG), PYTHONPATH=str(REPO), COLUMNS="250")
+    env.update(extra)
     return env
 
 
