@@ -126,7 +126,8 @@ class Traffic:
 
     def __init__(self, procs: Processes, url: str, env: dict[str, str], rate: float, workdir: Path) -> None:
         self.procs, self.env, self.workdir = procs, env, workdir
-        self.cmd = [str(BIN / "mlops"), "replay", "--url", url, "--rate", f"{rate:g}", "--count", "100000000"]
+        count = str(int(rate * 660))  # replay stops after 600 s; it draws all its rows up front
+        self.cmd = [str(BIN / "mlops"), "replay", "--url", url, "--rate", f"{rate:g}", "--count", count]
         self.cmd += ["--label-delay", "0.2", "--json"]
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
@@ -171,7 +172,9 @@ def run_rollout(context: Any, traffic: Traffic, args: argparse.Namespace) -> dic
     if rollout.live:  # still running at the cap, or paused: end it so the next rollout can start
         decide_by_person(context, "abort", "benchmark: undecided at its time cap")
         status = "undecided"
-    stats = rollout.steps[-1]["stats"].get("challenger", {}) if rollout.steps else {}
+    last = rollout.steps[-1] if rollout.steps else {}
+    stats = last.get("stats", {}).get("challenger", {})
+    latency = last.get("verdicts", {}).get("latency") or {}
     return {
         "rollout_id": rollout.id,
         "status": status,
@@ -180,6 +183,7 @@ def run_rollout(context: Any, traffic: Traffic, args: argparse.Namespace) -> dic
         "challenger_answers": stats.get("requests"),
         "challenger_labels": stats.get("labelled"),
         "reason": rollout.reason,
+        "latency_guard_at_decision": latency.get("explanation") if isinstance(latency, dict) else None,
     }
 
 
@@ -251,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollout-timeout", type=float, default=120.0, help="seconds before a rollout is abandoned")
     parser.add_argument("--no-busy-host", action="store_true", help="do not start ../shared/tools/busy-host")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and logs")
+    parser.add_argument("--results", default="rollout_e2e.json", help="file name under benchmarks/results/")
     args = parser.parse_args(argv)
     args.good, args.slow = min(max(args.good, 0), 500), min(max(args.slow, 0), 500)
     args.rollout_timeout = min(max(args.rollout_timeout, 10.0), 600.0)
@@ -315,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rollouts": rows,
                 "wall_seconds": round(time.monotonic() - started, 1),
             }
-            path = write_json("rollout_e2e.json", results)
+            path = write_json(Path(args.results).name, results)
             print(json.dumps({"summary": summary, "targets": results["targets"]}, indent=2))
             print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
             return 0
