@@ -20,6 +20,10 @@ Targets:
 3. a ~20-line FastAPI app: ``mlflow.sklearn.load_model`` + ``model.predict(pd.DataFrame.from_records(records))``;
 4. in-process ``model.predict`` of a one-row DataFrame in a loop (no HTTP), plus two in-process variants that
    attribute the gateway's cost (the minimal app's frame building, the gateway's validation and output check);
+5. with ``--mlserver`` (the default) MLServer 1.7.1 + mlserver-sklearn 1.7.1 from its own virtualenv
+   (``benchmarks/.venvs/mlserver``, created on first use), serving the same champion pipeline dumped with joblib,
+   adaptive batching of 8 rows / 2 ms, ``parallel_workers: 0``, V2 requests of one row decoded to a DataFrame
+   (``mlserver_baseline.py``).
 
 The load generator is a small asyncio HTTP/1.1 client over raw streams (stdlib only; uvloop when installed): it
 costs far less CPU per request than the servers it measures, so ``wrk`` is not needed.
@@ -62,6 +66,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # runnable as a plain script from the repository root
     sys.path.insert(0, str(REPO))
 
+import mlserver_baseline  # noqa: E402  (benchmarks/ is on the path when run as a script)
+
 BIN = Path(sys.executable).parent  # the virtualenv's bin: mlops, mlflow, uvicorn
 RESULTS = REPO / "benchmarks" / "results"
 CONFIG = REPO / "config" / "project.yaml"
@@ -70,6 +76,7 @@ SERVER_CPU, CLIENT_CPU = "0", "1"
 TARGET_VS_MLFLOW = 10.0
 TARGET_VS_MINIMAL = 0.8
 TARGET_OVERHEAD_MS = 1.0
+TARGET_VS_MLSERVER = 5.0  # issue 12: single-row throughput at 8 clients, with and without a live canary
 TARGET_CANARY_SHARE = 0.8  # throughput with a live canary, against no rollout
 LOADGENS: set[subprocess.Popen[bytes]] = set()  # running load generators, killed on interruption
 VERSION_RE = re.compile(rb'"model_version":"([^"]*)"')
@@ -141,7 +148,8 @@ async def _client(spec: dict[str, Any], index: int, deadline: float, out: dict[s
     trace = spec.get("trace", False)
     i = index * 7919
     reader = writer = None
-    while time.monotonic() < deadline:
+    cap = spec.get("max_requests") or float("inf")
+    while time.monotonic() < deadline and len(out["latencies"]) < cap:
         request = requests[i % len(requests)]
         i += 1
         started = time.monotonic()
@@ -333,7 +341,7 @@ def session_cpu_seconds(leader_pid: int) -> float:
     return total / tick
 
 
-def make_home(root: Path) -> dict[str, Any]:
+def make_home(root: Path, config_path: Path = CONFIG) -> dict[str, Any]:
     """A project home with champion v1 (1.0.0) and challenger v2 (1.1.0, C=0.5), trained and registered for real.
 
     The same steps as ``tests/gateway_fixtures.py::register`` (the project's own functions, no Prefect), so a fresh
@@ -342,7 +350,7 @@ def make_home(root: Path) -> dict[str, Any]:
     home = root / "home"
     home.mkdir(parents=True, exist_ok=True)
     os.environ["MLOPS_HOME"] = str(home)
-    os.environ["MLOPS_CONFIG"] = str(CONFIG)
+    os.environ["MLOPS_CONFIG"] = str(config_path)
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from core.config import load_config
@@ -354,7 +362,7 @@ def make_home(root: Path) -> dict[str, Any]:
 
     settings = get_settings()
     settings.ensure_home()
-    config = load_config(CONFIG)
+    config = load_config(config_path)
     client = configure_mlflow(settings)
     registry = ModelRegistry(config.model_name, ProjectStore(settings.store_url), client)
     versions = {
@@ -386,6 +394,26 @@ def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records:
     return [(f"mlops gateway, {percent:g}% canary live", cmd, server_env(copy), port, "/v1/predict", records)]
 
 
+def mlserver_target(workdir: Path, rows: list[dict[str, float]]) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """MLServer 1.7 serving the champion pipeline (``mlserver_baseline``), or no target and the reason why not."""
+    import mlflow.sklearn
+    import sklearn
+
+    try:
+        versions = mlserver_baseline.ensure_venv(sklearn.__version__)
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as err:
+        print(f"  MLServer left out: {err}", flush=True)
+        return [], {"unavailable": f"the MLServer virtualenv could not be set up: {err}"}
+    ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
+    model = mlflow.sklearn.load_model(f"models:/{MODEL_NAME}@champion")
+    root = mlserver_baseline.write_model_repository(model, workdir / "mlserver", ports)
+    bodies = mlserver_baseline.write_bodies(workdir / "v2_bodies.jsonl", rows)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MLFLOW_", "PYTHON"))}
+    name = "MLServer 1.7 (adaptive batching)"
+    spec = (name, mlserver_baseline.command(root), env, ports["http"], mlserver_baseline.INFER_PATH, bodies)
+    return [spec], {"versions": versions, "settings": str(root)}
+
+
 def feature_rows(n: int = 64) -> list[dict[str, float]]:
     from training.datasets import breast_cancer
 
@@ -399,11 +427,11 @@ def write_bodies(path: Path, rows: list[dict[str, float]], key: str) -> Path:
     return path
 
 
-def server_env(home: Path) -> dict[str, str]:
+def server_env(home: Path, config_path: Path = CONFIG) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         MLOPS_HOME=str(home),
-        MLOPS_CONFIG=str(CONFIG),
+        MLOPS_CONFIG=str(config_path),
         MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # mlflow's CLI execs `uvicorn` from PATH
         GX_ANALYTICS_ENABLED="false",
@@ -453,9 +481,12 @@ def run_load(
     workdir: Path,
     trace: bool = False,
     start_at: float | None = None,
+    max_requests: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the load generator pinned to the client core; ``finish_load`` collects its JSON."""
+    """Start the load generator pinned to the client core; ``finish_load`` collects its JSON. It stops after
+    ``seconds`` or ``max_requests`` answers, whichever comes first."""
     spec = {
+        "max_requests": max_requests,
         "host": "127.0.0.1",
         "port": port,
         "path": path,
@@ -488,8 +519,17 @@ def finish_load(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]
     return result
 
 
-def load(port: int, path: str, bodies: Path, seconds: float, concurrency: int, workdir: Path) -> dict[str, Any]:
-    return finish_load(run_load(port, path, bodies, seconds, concurrency, workdir), timeout=seconds + 60)
+def load(
+    port: int,
+    path: str,
+    bodies: Path,
+    seconds: float,
+    concurrency: int,
+    workdir: Path,
+    max_requests: int | None = None,
+) -> dict[str, Any]:
+    proc = run_load(port, path, bodies, seconds, concurrency, workdir, max_requests=max_requests)
+    return finish_load(proc, timeout=seconds + 60)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -635,34 +675,43 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 def measure_all(
     servers: dict[str, tuple[Server, str, Path]], args: argparse.Namespace, workdir: Path
 ) -> dict[str, dict[str, Any]]:
-    """Warm every server up, then measure them in interleaved rounds (``--rounds`` segments of ``--seconds/rounds``
-    each), so a slow spell of other work on the machine does not land on one target only; then one connection."""
+    """Warm every server up, then measure them in interleaved rounds: in each of ``--rounds`` rounds every target
+    gets a cell of ``--seconds/rounds`` at ``--concurrency`` connections and a cell of ``--serial-seconds/rounds`` at
+    one connection, so a slow spell of other work on the machine lands on all targets alike. Each cell also stops
+    after ``--max-requests/rounds`` answers."""
     loaded: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    serial: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
     cpu: dict[str, float] = dict.fromkeys(servers, 0.0)
     for server, path, bodies in servers.values():
         load(server.port, path, bodies, args.warmup, args.concurrency, workdir).pop("latencies_ms")
-    segment = args.seconds / args.rounds
+    cap = max(1, args.max_requests // args.rounds)
     for r in range(args.rounds):
         for name, (server, path, bodies) in servers.items():
             cpu0 = session_cpu_seconds(server.proc.pid)
-            part = load(server.port, path, bodies, segment, args.concurrency, workdir)
+            part = load(server.port, path, bodies, args.seconds / args.rounds, args.concurrency, workdir, cap)
             cpu[name] += session_cpu_seconds(server.proc.pid) - cpu0
             loaded[name].append(part)
-            print(f"  round {r + 1}/{args.rounds} {name}: {part['rps']:.0f} req/s", flush=True)
+            one = load(server.port, path, bodies, args.serial_seconds / args.rounds, 1, workdir, cap)
+            serial[name].append(one)
+            print(
+                f"  round {r + 1}/{args.rounds} {name}: {part['rps']:.0f} req/s at c={args.concurrency}, "
+                f"c=1 p50 {one['p50_ms']:.2f} ms",
+                flush=True,
+            )
     out = {}
-    for name, (server, path, bodies) in servers.items():
+    for name, (server, _, _) in servers.items():
         merged = merge(loaded[name])
         merged["server_cpu_ms_per_request"] = 1000.0 * cpu[name] / max(merged["requests"], 1)
         merged["server_cpu_utilisation"] = cpu[name] / merged["seconds"]
         # capacity on one core of its own: robust to other work on a shared machine, unlike req/s
         merged["requests_per_cpu_second"] = merged["requests"] / cpu[name] if cpu[name] else None
-        serial = merge([load(server.port, path, bodies, args.serial_seconds, 1, workdir)])
+        one = merge(serial[name])
         print(
             f"  {name}: {merged['rps']:.0f} req/s at c={args.concurrency}, p50 {merged['p50_ms']:.2f} ms; "
-            f"c=1 p50 {serial['p50_ms']:.2f} ms",
+            f"c=1 p50 {one['p50_ms']:.2f} ms",
             flush=True,
         )
-        out[name] = {"startup_to_first_answer_s": server.ready_after, "loaded": merged, "serial": serial}
+        out[name] = {"startup_to_first_answer_s": server.ready_after, "loaded": merged, "serial": one}
     return out
 
 
@@ -674,25 +723,26 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     c = args.concurrency
     pinning = results["machine"]["pinning"]
     lines = [
-        f"Single-record requests, {args.seconds:g} s per target at {c} concurrent connections after a "
-        f"{args.warmup:g} s warm-up, then {args.serial_seconds:g} s with 1 connection. {pinning}.",
+        f"Single-record requests, {args.seconds:g} s per target at {c} concurrent connections and "
+        f"{args.serial_seconds:g} s with 1 connection, after a {args.warmup:g} s warm-up, in {args.rounds} "
+        f"interleaved rounds (each cell also capped at {args.max_requests // args.rounds:,} answers). {pinning}.",
         "",
         f"| target | req/s (c={c}) | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req | req per CPU-second "
-        "| p50 ms (c=1) | p99 ms (c=1) | start to first answer s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| req/s (c=1) | p50 ms (c=1) | p95 ms (c=1) | p99 ms (c=1) | start to first answer s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results["http"].items():
         lo, se = r["loaded"], r["serial"]
         lines.append(
             f"| {name} | {fmt(lo['rps'], 0)} | {fmt(lo['p50_ms'])} | {fmt(lo['p95_ms'])} | {fmt(lo['p99_ms'])} "
             f"| {lo['errors'] + se['errors']} | {fmt(lo['server_cpu_ms_per_request'])} "
-            f"| {fmt(lo['requests_per_cpu_second'], 0)} | {fmt(se['p50_ms'])} "
-            f"| {fmt(se['p99_ms'])} | {fmt(r['startup_to_first_answer_s'], 1)} |"
+            f"| {fmt(lo['requests_per_cpu_second'], 0)} | {fmt(se['rps'], 0)} | {fmt(se['p50_ms'])} "
+            f"| {fmt(se['p95_ms'])} | {fmt(se['p99_ms'])} | {fmt(r['startup_to_first_answer_s'], 1)} |"
         )
     for name, r in results["in_process"].items():
         lines.append(
             f"| in-process: {name} | {fmt(r['rps'], 0)} (1 thread) | {fmt(r['p50_ms'], 3)} | {fmt(r['p95_ms'], 3)} "
-            f"| {fmt(r['p99_ms'], 3)} | 0 | {fmt(1000.0 / r['rps'])} | {fmt(r['rps'], 0)} | - | - | - |"
+            f"| {fmt(r['p99_ms'], 3)} | 0 | {fmt(1000.0 / r['rps'])} | {fmt(r['rps'], 0)} | - | - | - | - | - |"
         )
     busy = {n: r["loaded"]["server_cpu_utilisation"] for n, r in results["http"].items()}
     if min(busy.values()) < 0.85:  # a saturated single worker should use its whole core
@@ -768,6 +818,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": cpu_vs_minimal >= TARGET_VS_MINIMAL,
         },
         *canary_targets(http, gw),
+        *mlserver_targets(http),
         {
             "name": "gateway p50 - in-process p50, 1 connection",
             "value": f"{overhead_serial:.2f} ms",
@@ -783,6 +834,28 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             "met": overhead_loaded <= TARGET_OVERHEAD_MS,
         },
     ]
+
+
+def mlserver_targets(http: dict[str, Any]) -> list[dict[str, Any]]:
+    """Single-row throughput at the loaded concurrency against MLServer's, with no rollout and with the canary."""
+    base = next((r for name, r in http.items() if name.startswith("MLServer")), None)
+    if base is None:
+        return []
+    out = []
+    for name, r in http.items():
+        if not name.startswith("mlops gateway"):
+            continue
+        ratio = r["loaded"]["rps"] / base["loaded"]["rps"]
+        out.append(
+            {
+                "name": f"{name} / MLServer throughput",
+                "value": f"{ratio:.2f}x",
+                "raw": ratio,
+                "target": f">= {TARGET_VS_MLSERVER:g}x",
+                "met": ratio >= TARGET_VS_MLSERVER,
+            }
+        )
+    return out
 
 
 def canary_targets(http: dict[str, Any], gw: dict[str, Any]) -> list[dict[str, Any]]:
@@ -813,6 +886,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=4, help="interleaved measuring rounds per target")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home and server logs")
     parser.add_argument(
+        "--max-requests", type=int, default=200_000, help="at most this many answers per target and concurrency"
+    )
+    parser.add_argument(
+        "--mlserver",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure MLServer 1.7 (creates benchmarks/.venvs/mlserver on first use)",
+    )
+    parser.add_argument(
         "--canary", type=float, default=10.0, help="also measure the gateway with a live canary at this percent (0: no)"
     )
     parser.add_argument(
@@ -822,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     args.seconds = min(max(args.seconds, 1.0), 60.0)  # bounded: the whole run stays within a few minutes
     args.concurrency = min(max(args.concurrency, 1), 256)
     args.rounds = min(max(args.rounds, 1), 10)
+    args.max_requests = max(args.max_requests, args.rounds)
 
     if args.log_formats:
         return log_formats_main(args)
@@ -853,16 +936,26 @@ def main(argv: list[str] | None = None) -> int:
             mlflow_cmd += ["--env-manager", "local", "-p", str(ports["mlflow"]), *host, *one]
             minimal_cmd = [sys.executable, "-m", "uvicorn", "minimal_app:app", "--app-dir", str(app_dir)]
             minimal_cmd += [*host, "--port", str(ports["minimal"]), *one, "--log-level", "warning", "--no-access-log"]
+            mlserver_spec, mlserver_facts = mlserver_target(workdir, rows) if args.mlserver else ([], {})
             targets_spec = [
                 ("mlops gateway", gateway_cmd, env, ports["gateway"], "/v1/predict", records),
                 *canary_target(setup, workdir, args.canary, records),
+                *mlserver_spec,
                 ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
                 ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
             ]
             servers: dict[str, tuple[Server, str, Path]] = {}
             print("Starting the servers one after the other (each pinned, each answering before the next starts)")
             for name, cmd, target_env, port, path, bodies in targets_spec:
-                server = start_target(procs, name, cmd, target_env, port, path, bodies, workdir)
+                try:
+                    server = start_target(procs, name, cmd, target_env, port, path, bodies, workdir)
+                except RuntimeError as err:
+                    if not any(spec[0] == name for spec in mlserver_spec):
+                        raise
+                    log_tail = (workdir / f"{name.split()[0]}.log").read_text()[-1500:]
+                    print(f"  {name} did not start: {err}\n{log_tail}", flush=True)
+                    mlserver_facts["unavailable"] = f"MLServer did not start: {err}; log tail: {log_tail}"
+                    continue
                 servers[name] = (server, path, bodies)
             print("Measuring", flush=True)
             http = measure_all(servers, args, workdir)
@@ -877,6 +970,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "loadavg_at_start": load_at_start,
                 "seconds": args.seconds,
+                "rounds": args.rounds,
                 "warmup_seconds": args.warmup,
                 "serial_seconds": args.serial_seconds,
                 "concurrency": args.concurrency,
@@ -884,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
                 "model": f"models:/{MODEL_NAME}@champion (v{setup['versions']['champion']})",
                 "http": http,
                 "in_process": inproc,
+                "mlserver": mlserver_facts,
+                "max_requests": args.max_requests,
             }
             results["targets"] = targets(results)
             results["context"] = context(results)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core.config import ProjectConfig
@@ -23,10 +24,13 @@ def train_and_register(
     *,
     actor: str,
     description: str,
+    wrap: Callable[[Any], Any] | None = None,
     **params: Any,
 ) -> str:
     """Train on the config's data with ``params`` over ``training.params`` and register it outside the lifecycle flow
-    (no request, no gates): the tests' and benchmarks' way to set up a registry. Returns the MLflow version."""
+    (no request, no gates): the tests' and benchmarks' way to set up a registry. ``wrap``, when given, is applied
+    to the fitted pipeline before it is scored and logged (a benchmark's deliberately slowed model). Returns the
+    MLflow version."""
     cfg = config.model_copy(
         update={"training": config.training.model_copy(update={"params": {**config.training.params, **params}})}
     )
@@ -36,6 +40,8 @@ def train_and_register(
     data = load_training_data(cfg, None)
     split = split_holdout(data.frame, cfg)
     model = fit_model(split.train, cfg)
+    if wrap is not None:
+        model = wrap(model)
     run_id = client.create_run(exp).info.run_id
     log_metrics(client, run_id, score_model(model, split.holdout, cfg), HOLDOUT_PREFIX)
     log_training_data(client, run_id, data, cfg)

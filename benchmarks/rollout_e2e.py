@@ -1,0 +1,339 @@
+"""Benchmark: rollout decisions end to end, through the real gateway, on a busy host.
+
+The gateway runs in its own process (``mlops serve --workers 1`` on 127.0.0.1), labelled traffic comes from
+``mlops replay`` in another process (rows neither model trained on, labels sent back 0.2 s after each answer), and
+``../shared/tools/busy-host`` runs beside them for the whole run (one spinning process plus a stream of short
+Python jobs importing heavy libraries). This process registers each challenger through the normal registration
+path (train, log with MLflow, register, set the ``challenger`` alias) and drives the rollout engine the ``rollout``
+flow runs (``deployments.rollout.start_rollout`` and ``step`` every ``--poll`` seconds; Prefect's orchestration
+around it is left out so that its API server does not add to the load being measured).
+
+Two kinds of challenger, interleaved so the host's load falls on both alike:
+- ``--good N``: the champion's estimator and parameters with another ``random_state``: as good and as cheap. Any
+  rollback is a false rollback (target: none);
+- ``--slow M``: the same pipeline wrapped in ``SlowerModel``, whose ``predict`` sleeps for as long as the wrapped
+  call took, so every answer takes twice as long (``--slowdown``). Target: at least 95% rolled back; the time from
+  the rollout's start to the rollback is reported (median, max). A slow challenger that is promoted is counted as a
+  miss and the previous champion is promoted back.
+
+The wrapper is not a scikit-learn type, so it is saved with cloudpickle, which the registry refuses to load unless
+``MLOPS_TRUST_PICKLE=1``: the benchmark sets it for its own isolated home (a fresh directory under /tmp per run)
+and the gateway serving that home only.
+
+The canary policy is the shipped one with demo-sized steps: 10%, 50%, 100%, at least ``--min-requests`` challenger
+answers and ``--min-seconds`` per step; the shipped guards: quality test (alpha 0.01, beta 0.2, min_effect 0.05),
+latency tolerance (1.5x and 5 ms more, ``--min-latency-increase-ms`` to change it), error guard and 250 ms
+deadline. A rollout still undecided after ``--rollout-timeout`` seconds is aborted by the benchmark and counted as
+undecided.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/rollout_e2e.py [--good 20] [--slow 20]
+
+Prints one line per rollout and writes the figures to ``benchmarks/results/rollout_e2e.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from gateway_throughput import (
+    BIN,
+    CONFIG,
+    REPO,
+    Processes,
+    Server,
+    free_port,
+    interruptible,
+    machine_facts,
+    make_home,
+    server_env,
+    wait_until_answers,
+    write_json,
+)
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+BUSY_HOST = REPO.parent / "shared" / "tools" / "busy-host"
+TARGET_FALSE_ROLLBACKS = 0
+TARGET_SLOW_ROLLBACK_RATE = 0.95
+
+
+class SlowerModel(ClassifierMixin, BaseEstimator):
+    """A fitted classifier whose every prediction takes ``slowdown`` times as long: it sleeps after each call for
+    ``slowdown - 1`` times what the call took (the sleep holds the worker thread, not the CPU)."""
+
+    def __init__(self, model: Any = None, slowdown: float = 2.0) -> None:
+        self.model = model
+        self.slowdown = slowdown
+
+    def fit(self, X: Any, y: Any = None) -> SlowerModel:
+        return self
+
+    @property
+    def classes_(self) -> Any:
+        return self.model.classes_
+
+    def _slowly(self, method: str, X: Any) -> Any:
+        started = time.perf_counter()
+        out = getattr(self.model, method)(X)
+        time.sleep((self.slowdown - 1.0) * (time.perf_counter() - started))
+        return out
+
+    def predict(self, X: Any) -> Any:
+        return self._slowly("predict", X)
+
+    def predict_proba(self, X: Any) -> Any:
+        return self._slowly("predict_proba", X)
+
+
+def benchmark_config(workdir: Path, args: argparse.Namespace) -> Path:
+    """The shipped config with demo-sized canary steps and the benchmark's latency tolerance."""
+    raw = yaml.safe_load(CONFIG.read_text())
+    raw["rollout"].update(
+        strategy="canary",
+        steps=[10, 50, 100],
+        min_requests_per_step=args.min_requests,
+        min_seconds_per_step=args.min_seconds,
+        max_duration_seconds=args.rollout_timeout,
+    )
+    if args.min_latency_increase_ms is not None:
+        raw["rollout"]["min_latency_increase_ms"] = args.min_latency_increase_ms
+    path = workdir / "project.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def start_busy_host(procs: Processes, workdir: Path) -> subprocess.Popen[bytes] | None:
+    if not BUSY_HOST.exists():
+        print(f"  {BUSY_HOST} not found: running without it", flush=True)
+        return None
+    return procs.start([str(BUSY_HOST), "0", str(BIN / "python")], dict(os.environ), workdir / "busy-host.log")
+
+
+class Traffic:
+    """``mlops replay`` at a steady rate with labels, restarted whenever it ends (it stops itself after 600 s)."""
+
+    def __init__(self, procs: Processes, url: str, env: dict[str, str], rate: float, workdir: Path) -> None:
+        self.procs, self.env, self.workdir = procs, env, workdir
+        count = str(int(rate * 660))  # replay stops after 600 s; it draws all its rows up front
+        self.cmd = [str(BIN / "mlops"), "replay", "--url", url, "--rate", f"{rate:g}", "--count", count]
+        self.cmd += ["--label-delay", "0.2", "--json"]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def keep_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.procs.stop(self.proc)
+                self.restarts += 1
+            self.proc = self.procs.start(self.cmd, self.env, self.workdir / "replay.log")
+
+
+def register_challenger(setup: dict[str, Any], kind: str, seed: int, slowdown: float) -> str:
+    from core.names import CHALLENGER
+    from tests.helpers import train_and_register
+
+    wrap = (lambda model: SlowerModel(model, slowdown)) if kind == "slow" else None
+    return train_and_register(
+        setup["settings"],
+        setup["config"],
+        f"2.{seed}.0",
+        CHALLENGER,
+        actor="benchmark",
+        description=f"benchmark {kind} challenger (random_state {seed})",
+        wrap=wrap,
+        random_state=seed,
+    )
+
+
+def run_rollout(context: Any, traffic: Traffic, args: argparse.Namespace) -> dict[str, Any]:
+    """Start a canary of the registered challenger and step it until it ends (or the benchmark's cap)."""
+    from deployments.rollout import decide_by_person, start_rollout, step
+
+    rollout = start_rollout(context, "canary")
+    started = time.monotonic()
+    while rollout.status == "running" and time.monotonic() - started < args.rollout_timeout:
+        traffic.keep_running()
+        time.sleep(args.poll)
+        rollout, _ = step(context, rollout.id)
+    seconds = time.monotonic() - started
+    status = rollout.status
+    if rollout.live:  # still running at the cap, or paused: end it so the next rollout can start
+        decide_by_person(context, "abort", "benchmark: undecided at its time cap")
+        status = "undecided"
+    last = rollout.steps[-1] if rollout.steps else {}
+    stats = last.get("stats", {}).get("challenger", {})
+    latency = last.get("verdicts", {}).get("latency") or {}
+    return {
+        "rollout_id": rollout.id,
+        "status": status,
+        "seconds": round(seconds, 2),
+        "weight": rollout.weight,
+        "challenger_answers": stats.get("requests"),
+        "challenger_labels": stats.get("labelled"),
+        "reason": rollout.reason,
+        "latency_guard_at_decision": latency.get("explanation") if isinstance(latency, dict) else None,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in rows if r["kind"] == "good"]
+    slow = [r for r in rows if r["kind"] == "slow"]
+    rolled_back = [r["seconds"] for r in slow if r["status"] == "aborted"]
+    return {
+        "good": {
+            "rollouts": len(good),
+            "promoted": sum(r["status"] == "promoted" for r in good),
+            "false_rollbacks": sum(r["status"] == "aborted" for r in good),
+            "undecided": sum(r["status"] == "undecided" for r in good),
+            "median_seconds_to_promotion": _median([r["seconds"] for r in good if r["status"] == "promoted"]),
+        },
+        "slow": {
+            "rollouts": len(slow),
+            "rolled_back": len(rolled_back),
+            "promoted": sum(r["status"] == "promoted" for r in slow),
+            "undecided": sum(r["status"] == "undecided" for r in slow),
+            "rollback_rate": len(rolled_back) / len(slow) if slow else None,
+            "median_seconds_to_rollback": _median(rolled_back),
+            "max_seconds_to_rollback": max(rolled_back) if rolled_back else None,
+            "rolled_back_by_latency_guard": sum(r["status"] == "aborted" and "latency" in r["reason"] for r in slow),
+        },
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def targets(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    good, slow = summary["good"], summary["slow"]
+    out = []
+    if good["rollouts"]:
+        out.append(
+            {
+                "name": "false rollbacks of an equal challenger",
+                "value": f"{good['false_rollbacks']} of {good['rollouts']}",
+                "target": f"{TARGET_FALSE_ROLLBACKS}",
+                "met": good["false_rollbacks"] <= TARGET_FALSE_ROLLBACKS,
+            }
+        )
+    if slow["rollouts"]:
+        out.append(
+            {
+                "name": "2x slower challenger rolled back",
+                "value": f"{slow['rolled_back']} of {slow['rollouts']} ({slow['rollback_rate']:.0%})",
+                "target": f">= {TARGET_SLOW_ROLLBACK_RATE:.0%}",
+                "met": slow["rollback_rate"] >= TARGET_SLOW_ROLLBACK_RATE,
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--good", type=int, default=20, help="rollouts of an equal challenger")
+    parser.add_argument("--slow", type=int, default=20, help="rollouts of a 2x slower challenger")
+    parser.add_argument("--slowdown", type=float, default=2.0, help="how many times slower the slow challenger is")
+    parser.add_argument("--rate", type=float, default=150.0, help="replayed requests per second")
+    parser.add_argument("--poll", type=float, default=0.5, help="seconds between rollout evaluations")
+    parser.add_argument("--min-requests", type=int, default=50, help="challenger answers per canary step")
+    parser.add_argument("--min-seconds", type=float, default=3.0, help="seconds per canary step")
+    parser.add_argument(
+        "--min-latency-increase-ms", type=float, default=None, help="latency guard's ms tolerance (default: shipped)"
+    )
+    parser.add_argument("--rollout-timeout", type=float, default=120.0, help="seconds before a rollout is abandoned")
+    parser.add_argument("--no-busy-host", action="store_true", help="do not start ../shared/tools/busy-host")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary home and logs")
+    parser.add_argument("--results", default="rollout_e2e.json", help="file name under benchmarks/results/")
+    args = parser.parse_args(argv)
+    args.good, args.slow = min(max(args.good, 0), 500), min(max(args.slow, 0), 500)
+    args.rollout_timeout = min(max(args.rollout_timeout, 10.0), 600.0)
+
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-rollout-e2e-", dir="/tmp"))
+    os.environ["MLOPS_TRUST_PICKLE"] = "1"  # this process and the gateway it starts, for this isolated home only
+    procs = Processes()
+    started = time.monotonic()
+    load_at_start = os.getloadavg()
+    rows: list[dict[str, Any]] = []
+    try:
+        with interruptible():
+            print(f"Isolated home {workdir} (MLOPS_TRUST_PICKLE=1 for it only); registering the champion", flush=True)
+            config_path = benchmark_config(workdir, args)
+            setup = make_home(workdir, config_path)
+            from core.names import CHAMPION
+            from services.context import open_context
+
+            context = open_context(setup["settings"])
+            busy = None if args.no_busy_host else start_busy_host(procs, workdir)
+            print(f"busy-host: {f'running, pid {busy.pid}' if busy else 'not running'}", flush=True)
+            port = free_port()
+            env = server_env(setup["home"], config_path)
+            cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            server = Server("gateway", procs.start(cmd, env, workdir / "gateway.log"), port, workdir / "gateway.log", 0)
+            server.started_at = time.monotonic()
+            body = json.dumps({"records": [dict.fromkeys(setup["config"].data.features, 1.0)]}).encode()
+            print(f"gateway answering {wait_until_answers(server, '/v1/predict', body):.1f} s after start", flush=True)
+            traffic = Traffic(procs, server.url, env, args.rate, workdir)
+            traffic.keep_running()
+
+            plan = [kind for i in range(max(args.good, args.slow)) for kind in ("good", "slow") if i < vars(args)[kind]]
+            for n, kind in enumerate(plan, start=1):
+                champion = context.registry.alias_version(CHAMPION)
+                t0 = time.monotonic()
+                version = register_challenger(setup, kind, 100 + n, args.slowdown)
+                result = {"kind": kind, "version": version, "register_seconds": round(time.monotonic() - t0, 2)}
+                result |= run_rollout(context, traffic, args)
+                if kind == "slow" and result["status"] == "promoted" and champion is not None:
+                    context.registry.promote(str(champion.version), actor="benchmark", reason="slow challenger missed")
+                rows.append(result)
+                print(
+                    f"[{n}/{len(plan)}] {kind} v{version}: {result['status']} after {result['seconds']:.1f} s "
+                    f"({result['challenger_answers']} challenger answers, {result['challenger_labels']} labels; "
+                    f"load {os.getloadavg()[0]:.1f}): {result['reason'][:160]}",
+                    flush=True,
+                )
+            summary = summarise(rows)
+            results = {
+                "benchmark": "rollout_e2e",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "command": " ".join(["python benchmarks/rollout_e2e.py", *(sys.argv[1:] if argv is None else argv)]),
+                "loadavg_at_start": load_at_start,
+                "busy_host": busy is not None,
+                "policy": yaml.safe_load(config_path.read_text())["rollout"],
+                "rate": args.rate,
+                "slowdown": args.slowdown,
+                "replay_restarts": traffic.restarts,
+                "machine": machine_facts(),
+                "summary": summary,
+                "targets": targets(summary),
+                "rollouts": rows,
+                "wall_seconds": round(time.monotonic() - started, 1),
+            }
+            path = write_json(Path(args.results).name, results)
+            print(json.dumps({"summary": summary, "targets": results["targets"]}, indent=2))
+            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
+            return 0
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(rows)} rollouts: stopping the gateway, traffic and busy-host", file=sys.stderr)
+        return 130
+    finally:
+        procs.stop_all()
+        if args.keep:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
