@@ -281,7 +281,21 @@ def run_loop_demo(
         console.rule("[bold]3. The retrain's canary rollout under live traffic")
         _wait(lambda: json.loads(run(*mlops, "rollout", "status", "--json")), 120, "the rollout to start")
         traffic = subprocess.Popen(
-            [*mlops, "replay", "--url", gateway, "--count", "30000", "--rate", "150", "--label-delay", "0.5"],
+            # the world has drifted: live traffic is the drifted kind, on which the retrained model must prove itself
+            [
+                *mlops,
+                "replay",
+                "--url",
+                gateway,
+                "--source",
+                str(drifted),
+                "--count",
+                "30000",
+                "--rate",
+                "150",
+                "--label-delay",
+                "0.5",
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

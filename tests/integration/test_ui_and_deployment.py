@@ -83,7 +83,7 @@ def ui(tmp_path: Path, mlflow_template: Path) -> Iterator[dict[str, Any]]:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # what Ctrl-C does
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=150)  # how long servers take to stop on a busy host is not what is checked
             except subprocess.TimeoutExpired:
                 proc.kill()
                 raise
