@@ -295,6 +295,9 @@ def stop_services(services: list[Service], grace: float = 10.0) -> None:
 def supervise(services: list[Service], console: Console, log_dir: Path) -> None:
     """Block until Ctrl-C/SIGTERM or until one service dies; then stop them all."""
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # a process started with SIGINT ignored (a background job of a script, a pytest-xdist worker's child) would
+    # otherwise never see Ctrl-C: Python installs its handler only where SIGINT was not ignored at start
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         console.print(f"Logs in {log_dir}. Press Ctrl-C to stop everything.")
         while all(s.process.poll() is None for s in services):
