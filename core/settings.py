@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         "default on with json logs, off with text.",
     )
 
+    claim_lease_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="MLOPS_CLAIM_LEASE_SECONDS: a running change request claimed on another host whose claimant has "
+        "not renewed its claim for this long is marked crashed (claims on this host are checked by their pid).",
+    )
+
     fault_point: str | None = Field(
         default=None,
         description="Test hook (MLOPS_FAULT_POINT): SIGKILL the process at this named point (core/faults.py).",

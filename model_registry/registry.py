@@ -10,6 +10,8 @@ versions (mlflow issues 9783, 16734).
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from core.errors import RegistryError
 from core.names import ALIASES, CHALLENGER, CHAMPION, HOLDOUT_PREFIX, PREVIOUS, TAG_SEMVER
+from core.store.locks import store_lock
 from core.store.requests import AliasEvent, ProjectStore
 from model_registry.loading import LoadedVersion, load_version
 from model_registry.semver import SemVer
@@ -222,12 +225,23 @@ class ModelRegistry:
             AliasEvent(self.name, alias, str(current.version), None, actor=actor, reason=reason)
         )
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """This model's lock on the project store, held while aliases are read and moved together (registering the
+        next version, promoting, rolling back), so two processes never interleave those steps; re-entrant."""
+        with store_lock(self.store.engine, f"registry:{self.name}", holder=f"registering or promoting {self.name}"):
+            yield
+
     def promote(self, version: str, *, actor: str, reason: str) -> None:
         """``champion`` -> version, ``previous`` -> the old champion, ``challenger`` removed if it pointed here.
 
         MLflow has no transactions across alias calls; if a step fails, the aliases already moved are put back
         so the registry never shows a half-done promotion.
         """
+        with self.exclusive():
+            self._promote(version, actor=actor, reason=reason)
+
+    def _promote(self, version: str, *, actor: str, reason: str) -> None:
         old_champion = self.alias_version(CHAMPION)
         old_previous = self.alias_version(PREVIOUS)
         challenger = self.alias_version(CHALLENGER)
@@ -257,6 +271,10 @@ class ModelRegistry:
 
         Returns (rolled-back version, restored version). Restores the aliases if a step fails, like ``promote``.
         """
+        with self.exclusive():
+            return self._rollback_to_previous(actor=actor, reason=reason)
+
+    def _rollback_to_previous(self, *, actor: str, reason: str) -> tuple[str, str]:
         champion, previous = self.alias_version(CHAMPION), self.alias_version(PREVIOUS)
         if champion is None or previous is None:
             raise RegistryError(

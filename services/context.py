@@ -74,7 +74,7 @@ def open_context(
     if config is None:
         config = load_config(settings.config, overrides)
     client = configure_mlflow(settings)
-    store = ProjectStore(settings.store_url)
+    store = ProjectStore(settings.store_url, settings.claim_lease_seconds)
     return ProjectContext(
         settings=settings,
         config=config,

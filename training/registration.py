@@ -123,42 +123,43 @@ def register_version(
     a version with its tags and no alias, which ``training.recovery`` marks abandoned (naming its semver) when the
     request is found crashed."""
     request, decision, champion = candidate.request, candidate.decision, candidate.champion
-    # The champion now, not the one scored before training: another run may have registered the first model since
-    # (two runs on an empty registry would otherwise both bootstrap, the second replacing the first without a
-    # rollout), and its semver is what the next one counts from.
-    current = registry.alias_version(CHAMPION)
-    semver = next_semver(request.kind, registry.semver_of(current), registry.taken_semvers())
-    bootstrap = current is None
-    if champion.version is None and current is not None:
-        champion = replace(
-            champion,
-            note=f"no champion when this run scored it; {registry.semver_of(current)} (v{current.version}) was "
-            "registered meanwhile, so this one is its challenger",
+    with registry.exclusive():  # the champion read, the semver, the version and its alias: one step
+        # The champion now, not the one scored before training: another run may have registered the first model since
+        # (two runs on an empty registry would otherwise both bootstrap, the second replacing the first without a
+        # rollout), and its semver is what the next one counts from.
+        current = registry.alias_version(CHAMPION)
+        semver = next_semver(request.kind, registry.semver_of(current), registry.taken_semvers())
+        bootstrap = current is None
+        if champion.version is None and current is not None:
+            champion = replace(
+                champion,
+                note=f"no champion when this run scored it; {registry.semver_of(current)} (v{current.version}) was "
+                "registered meanwhile, so this one is its challenger",
+            )
+        role = CHAMPION if bootstrap else CHALLENGER
+        description = version_description(
+            semver, request, decision, champion, candidate.data_source, candidate.holdout_rows, role
         )
-    role = CHAMPION if bootstrap else CHALLENGER
-    description = version_description(
-        semver, request, decision, champion, candidate.data_source, candidate.holdout_rows, role
-    )
-    tags: dict[str, Any] = {
-        TAG_REQUEST_ID: str(request.id),
-        TAG_REQUEST_KIND: request.kind,
-        TAG_REQUEST_TITLE: request.title[:250],
-        TAG_DATA_FINGERPRINT: candidate.data_fingerprint,
-        TAG_CODE_VERSION: candidate.code_version,
-        TAG_PRIMARY_METRIC: decision.metric,
-        TAG_DECISION: "bootstrap champion" if bootstrap else "challenger",
-        **{
-            f"{TAG_GATE_PREFIX}{r.name}": f"{'pass' if r.passed else 'fail'}: {r.detail}"[:250]
-            for r in decision.results
-        },
-    }
-    mv: ModelVersion = registry.register(
-        candidate.model_uri, candidate.run_id, semver, tags=tags, description=description
-    )
-    crash_point(fault_point, VERSION_CREATED)
-    reason = f"{semver} from {request.kind} request #{request.id}: {decision.summary}"
-    if bootstrap:
-        registry.promote(str(mv.version), actor=actor, reason=f"first model passing the gates; {reason}")
-    else:
-        registry.set_alias(CHALLENGER, str(mv.version), actor=actor, reason=reason)
-    return Registration(str(mv.version), semver, [role], description)
+        tags: dict[str, Any] = {
+            TAG_REQUEST_ID: str(request.id),
+            TAG_REQUEST_KIND: request.kind,
+            TAG_REQUEST_TITLE: request.title[:250],
+            TAG_DATA_FINGERPRINT: candidate.data_fingerprint,
+            TAG_CODE_VERSION: candidate.code_version,
+            TAG_PRIMARY_METRIC: decision.metric,
+            TAG_DECISION: "bootstrap champion" if bootstrap else "challenger",
+            **{
+                f"{TAG_GATE_PREFIX}{r.name}": f"{'pass' if r.passed else 'fail'}: {r.detail}"[:250]
+                for r in decision.results
+            },
+        }
+        mv: ModelVersion = registry.register(
+            candidate.model_uri, candidate.run_id, semver, tags=tags, description=description
+        )
+        crash_point(fault_point, VERSION_CREATED)
+        reason = f"{semver} from {request.kind} request #{request.id}: {decision.summary}"
+        if bootstrap:
+            registry.promote(str(mv.version), actor=actor, reason=f"first model passing the gates; {reason}")
+        else:
+            registry.set_alias(CHALLENGER, str(mv.version), actor=actor, reason=reason)
+        return Registration(str(mv.version), semver, [role], description)

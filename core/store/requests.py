@@ -6,8 +6,10 @@ Writes are single transactions, so an interrupted command leaves either the old 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,6 +35,10 @@ REQUEST_STATUSES: tuple[RequestStatus, ...] = (
     "cancelled",
 )
 RETRYABLE: tuple[RequestStatus, ...] = ("crashed", "failed", "cancelled")
+# A claim from another host whose heartbeat is older than this is a dead claimant's (renewed every quarter of it).
+CLAIM_LEASE_SECONDS = 120.0
+
+log = logging.getLogger("mlops.store")
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,10 @@ class AliasEvent:
 class ProjectStore:
     """Change requests (intake, priority queue, status) and alias history."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, claim_lease_seconds: float = CLAIM_LEASE_SECONDS) -> None:
         self.url = url
         self.engine = get_engine(url)
+        self.claim_lease_seconds = claim_lease_seconds
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -171,9 +178,15 @@ class ProjectStore:
                 if updated == 1:  # who runs it, in the same transaction: a crash cannot leave a claim unowned
                     host, pid, started = this_process()
                     conn.execute(delete(request_claims).where(request_claims.c.request_id == candidate.id))
+                    now = utcnow()
                     conn.execute(
                         insert(request_claims).values(
-                            request_id=candidate.id, host=host, pid=pid, pid_started=started, claimed_at=utcnow()
+                            request_id=candidate.id,
+                            host=host,
+                            pid=pid,
+                            pid_started=started,
+                            claimed_at=now,
+                            heartbeat_at=now,
                         )
                     )
             if updated == 1:
@@ -181,28 +194,45 @@ class ProjectStore:
         return None
 
     def recover_crashed(self) -> list[ChangeRequest]:
-        """Mark ``crashed`` every running request whose claimant was a process on this host that is gone (killed,
-        crashed, the machine restarted), with the reason and the command that queues it again. Claims made on other
-        hosts are left alone: their process cannot be checked from here."""
+        """Mark ``crashed`` every running request whose claimant is gone, with the reason and the command that queues
+        it again. A claimant on this host is gone when its process is (killed, crashed, the machine restarted); one on
+        another host, whose process cannot be checked from here, when its heartbeat is older than the lease."""
         host = socket.gethostname()
         stmt = (
             select(
-                change_requests.c.id, request_claims.c.pid, request_claims.c.pid_started, request_claims.c.claimed_at
+                change_requests.c.id,
+                request_claims.c.host,
+                request_claims.c.pid,
+                request_claims.c.pid_started,
+                request_claims.c.claimed_at,
+                request_claims.c.heartbeat_at,
             )
             .select_from(change_requests.join(request_claims, request_claims.c.request_id == change_requests.c.id))
-            .where(change_requests.c.status == "running", request_claims.c.host == host)
+            .where(change_requests.c.status == "running")
         )
         with self._tx() as conn:
             running = conn.execute(stmt).all()
+        now = utcnow()
         crashed = []
-        for request_id, pid, started, claimed_at in running:
-            if process_alive(pid, started):
-                continue
+        for request_id, claim_host, pid, started, claimed_at, heartbeat_at in running:
+            claimed = f"claimed {as_utc(claimed_at):%Y-%m-%d %H:%M:%S} UTC"
+            if claim_host == host:
+                if process_alive(pid, started):
+                    continue
+                why = f"the process that ran it (pid {pid} on {host}, {claimed}) is gone"
+            else:
+                if heartbeat_at is None:  # claimed by a release without heartbeats: nothing to judge it by here
+                    continue
+                silent = (now - as_utc(heartbeat_at)).total_seconds()
+                if silent <= self.claim_lease_seconds:
+                    continue
+                why = (
+                    f"the process that ran it (pid {pid} on {claim_host}, {claimed}) has not renewed its claim for "
+                    f"{silent:.0f} s (lease {self.claim_lease_seconds:.0f} s): it died or lost the store"
+                )
             reason = (
-                f"interrupted: the process that ran it (pid {pid} on {host}, claimed "
-                f"{as_utc(claimed_at):%Y-%m-%d %H:%M:%S} UTC) is gone; nothing was registered for it unless the "
-                f"registry says so. Run `mlops request retry {request_id}` to queue it again, or "
-                f"`mlops request cancel {request_id}`."
+                f"interrupted: {why}; nothing was registered for it unless the registry says so. Run "
+                f"`mlops request retry {request_id}` to queue it again, or `mlops request cancel {request_id}`."
             )
             with self._tx() as conn:
                 moved = conn.execute(
@@ -213,6 +243,48 @@ class ProjectStore:
             if moved:
                 crashed.append(self.get(request_id))
         return crashed
+
+    def renew_claim(self, request_id: int) -> bool:
+        """Renew this process's claim on a running request; False when the claim is no longer this process's
+        (recovered as crashed by another host after a long silence, or finished)."""
+        host, pid, _ = this_process()
+        with self._tx() as conn:
+            renewed = conn.execute(
+                update(request_claims)
+                .where(
+                    request_claims.c.request_id == request_id,
+                    request_claims.c.host == host,
+                    request_claims.c.pid == pid,
+                    request_claims.c.request_id.in_(
+                        select(change_requests.c.id).where(change_requests.c.status == "running")
+                    ),
+                )
+                .values(heartbeat_at=utcnow())
+            ).rowcount
+        return renewed == 1
+
+    @contextmanager
+    def hold_claim(self, request_id: int) -> Iterator[None]:
+        """Renew the claim on ``request_id`` every quarter of the lease while the block runs (a daemon thread), so
+        other hosts see its claimant alive; a process that dies stops renewing, and the claim lapses."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.claim_lease_seconds / 4):
+                try:
+                    if not self.renew_claim(request_id):
+                        log.warning("the claim on change request #%s is no longer this process's", request_id)
+                        return
+                except Exception as err:  # the store is unreachable for now: try again at the next beat
+                    log.warning("could not renew the claim on change request #%s: %s", request_id, err)
+
+        beat = threading.Thread(target=renew, name=f"claim-{request_id}", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join(timeout=5)
 
     def retry(self, request_id: int, actor: str) -> ChangeRequest:
         """Queue a crashed, failed or cancelled request again (same id, same overrides)."""

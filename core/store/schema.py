@@ -106,6 +106,9 @@ request_claims = Table(
     Column("pid", Integer, nullable=False),
     Column("pid_started", String(32), nullable=False),
     Column("claimed_at", DateTime(timezone=True), nullable=False),
+    # renewed while the claimant runs (ProjectStore.hold_claim): a claim from another host whose heartbeat is older
+    # than the lease is a dead claimant's (its pid cannot be checked from here)
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
 )
 
 # How far each gateway journal has been drained into this store, written in the same transaction as the rows

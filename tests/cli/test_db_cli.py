@@ -27,7 +27,7 @@ def test_a_previous_release_store_is_refused_until_mlops_db_upgrade_keeps_its_ro
 
     refused = mlops("request", "list", "--json", home=cli_home, **on_it)
     assert refused.returncode == 2, refused.stderr
-    assert "is at schema revision 0001, this version needs 0002: run `mlops db upgrade`" in refused.stderr
+    assert "is at schema revision 0001, this version needs 0003: run `mlops db upgrade`" in refused.stderr
     assert "Traceback" not in refused.stderr
     current = mlops("db", "current", home=cli_home, **on_it)
     assert current.returncode == 2
@@ -36,10 +36,10 @@ def test_a_previous_release_store_is_refused_until_mlops_db_upgrade_keeps_its_ro
 
     upgraded = mlops("db", "upgrade", home=cli_home, **on_it)
     assert upgraded.returncode == 0, upgraded.stderr
-    assert "from schema revision 0001 (made before migrations) to 0002" in upgraded.stdout
+    assert "from schema revision 0001 (made before migrations) to 0003" in upgraded.stdout
     assert _version_rows(any_store_url) == [head()]
     again = mlops("db", "upgrade", home=cli_home, **on_it)
-    assert "already at schema revision 0002: nothing to do" in again.stdout
+    assert "already at schema revision 0003: nothing to do" in again.stdout
     assert json.loads(mlops("db", "current", "--json", home=cli_home, **on_it).stdout)["state"] == "current"
 
     # the rows of the previous release, read by this one
@@ -73,15 +73,15 @@ def test_a_store_a_newer_release_migrated_is_refused_and_left_alone(any_store_ur
     ProjectStore(any_store_url).submit("minor", "made by this release", "")
     close_engine(any_store_url)
     engine = create_engine(with_installed_driver(any_store_url))
-    with engine.begin() as conn:  # what a release with a revision 0003 would leave
+    with engine.begin() as conn:  # what a release with a revision 0099 would leave
         conn.execute(text("ALTER TABLE change_requests ADD COLUMN priority INTEGER"))
-        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0003'"))
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0099'"))
     engine.dispose()
     on_it = {"MLOPS_DATABASE_URL": any_store_url}
 
     refusal = (
-        "is at schema revision 0003, which this version does not know (it knows up to 0002): upgrade "
-        "mlops-orchestrator to a version that knows revision 0003"
+        "is at schema revision 0099, which this version does not know (it knows up to 0003): upgrade "
+        "mlops-orchestrator to a version that knows revision 0099"
     )
     for command in (("request", "list"), ("db", "upgrade")):
         refused = mlops(*command, home=cli_home, **on_it)
@@ -90,17 +90,17 @@ def test_a_store_a_newer_release_migrated_is_refused_and_left_alone(any_store_ur
         assert "Traceback" not in refused.stderr
     current = mlops("db", "current", home=cli_home, **on_it)
     assert current.returncode == 2
-    assert "revision 0003, newer than this version knows (up to 0002)" in current.stdout
-    assert _version_rows(any_store_url) == ["0003"]
+    assert "revision 0099, newer than this version knows (up to 0003)" in current.stdout
+    assert _version_rows(any_store_url) == ["0099"]
 
 
 def test_a_new_home_needs_no_command(cli_home: Path) -> None:
     before = mlops("db", "current", home=cli_home)
     assert before.returncode == 0
-    assert "no tables yet: created at revision 0002 on first use" in before.stdout
+    assert "no tables yet: created at revision 0003 on first use" in before.stdout
     assert mlops("request", "submit", "-k", "minor", "-t", "first", home=cli_home).returncode == 0
     after = mlops("db", "current", home=cli_home)
-    assert "revision 0002, the one this version needs" in after.stdout
+    assert "revision 0003, the one this version needs" in after.stdout
 
 
 def test_an_unreachable_store_is_named_without_its_password(cli_home: Path) -> None:
