@@ -24,6 +24,7 @@ from rich.console import Console
 from core.errors import MlopsError
 from core.settings import QUIET_ENV, Settings
 from core.store.schema import get_engine
+from mlops.reaper import watch_descendants
 
 STACK_FILE = "stack.json"
 CREDENTIALS_FILE = "credentials.json"
@@ -311,6 +312,7 @@ def supervise(services: list[Service], console: Console, log_dir: Path) -> None:
 
 
 def run_uis(settings: Settings, console: Console, prefect_port: int, mlflow_port: int) -> None:
+    watch_descendants()  # the servers die with this command, even when it is SIGKILLed
     log_dir = settings.home_dir / "logs"
     services = start_services(settings, prefect_port, mlflow_port, log_dir)
     try:
@@ -339,6 +341,8 @@ def run_stack(
     state_file = settings.home_dir / STACK_FILE
     if state_file.exists() and any(_alive(p["pid"]) for p in json.loads(state_file.read_text())["processes"]):
         raise MlopsError(f"a stack from {state_file} is still running; stop it with `mlops down` first.")
+    if not detach:  # the stack dies with this command, even when it is SIGKILLed (detached, it outlives it)
+        watch_descendants()
     log_dir = settings.home_dir / "logs"
     stores = stack_stores(settings, database_url)
     get_engine(stores.project)  # a project store at another schema revision stops here, before any server starts

@@ -69,3 +69,51 @@ def signal_quietly(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def test_a_killed_mlops_ui_takes_its_servers_with_it(settings: Any) -> None:
+    """``mlops ui`` SIGKILLed once its Prefect and MLflow servers run: they stop instead of holding their ports."""
+    ui = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlops.cli",
+            "ui",
+            "--prefect-port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+        ],
+        cwd=REPO,
+        env=environment(settings.home_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    markers = ("prefect\0server\0start", "mlflow\0server")  # /proc/<pid>/cmdline separates arguments by NULs
+    try:
+        deadline = time.monotonic() + 120
+        while not all(processes_of(settings.home_dir, m) for m in markers) and time.monotonic() < deadline:
+            assert ui.poll() is None, "mlops ui exited before its servers started"
+            time.sleep(0.2)
+        assert all(processes_of(settings.home_dir, m) for m in markers), "mlops ui never started both servers"
+    finally:
+        ui.kill()
+        ui.wait(30)
+
+    deadline = time.monotonic() + 60  # the watcher's grace period is 5 s; this only bounds a failing test
+    markers += ("mlflow.server.fastapi",)  # and the uvicorn worker MLflow's server started
+    while (left := [p for m in markers for p in processes_of(settings.home_dir, m)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    try:
+        assert left == [], "servers outlived the killed `mlops ui`"
+    finally:
+        for pid in left:
+            signal_quietly(pid)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
