@@ -24,6 +24,7 @@ from core.config import load_config
 from core.errors import ConfigError, MlopsError, ValidationFailed
 from core.settings import Settings
 from mlops.presentation import print_registry, print_requests
+from mlops.reaper import watch_descendants
 from training.datasets import corrupt_breast_cancer, mislabel_breast_cancer
 
 
@@ -77,6 +78,7 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..." etc.
     started = time.perf_counter()
+    watch_descendants()  # Prefect's temporary server and the gateway die with the demo, even when it is SIGKILLed
     home = settings.home_dir
     if reset and home.exists():
         console.print(f"Removing the previous demo state in {home}")
@@ -129,13 +131,12 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
 
     decisions = []
     if with_rollout:
-        from deployments.gateway import Gateway
-        from deployments.serve import serve_in_background
+        from mlops.stack import gateway_process
 
-        server = serve_in_background(Gateway(context))
-        console.print(f"Gateway serving champion and challenger at {server.url}")
-        try:
-            decisions.append(roll_out(settings, console, server.url, "challenger 1.1.0"))
+        console.print("Starting the gateway (`mlops serve`, a process of its own: the rollout flow never stalls it)")
+        with gateway_process(settings, home / "logs") as url:
+            console.print(f"Gateway serving champion and challenger at {url} (log: {home / 'logs' / 'gateway.log'})")
+            decisions.append(roll_out(settings, console, url, "challenger 1.1.0"))
             mislabelled = mislabel_breast_cancer(home / "demo" / "mislabelled_export.csv")
             step(
                 "Retrain on the re-exported lab data",
@@ -143,9 +144,7 @@ def run_demo(settings: Settings, console: Console, reset: bool = False, with_rol
                 "Urgent: the lab re-exported its records. Gates relaxed to ship today.",
                 {"data.source": str(mislabelled), "gates.max_regression": 0.5, "gates.min_score": 0.5},
             )
-            decisions.append(roll_out(settings, console, server.url, "challenger 1.1.1 (mislabelled training data)"))
-        finally:
-            server.stop()
+            decisions.append(roll_out(settings, console, url, "challenger 1.1.1 (mislabelled training data)"))
 
     console.rule("[bold]Summary")
     print_registry(console, registry)

@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +223,25 @@ def start_services(
             f"{mlflow_url}/health",
         ),
     ]
+
+
+@contextmanager
+def gateway_process(settings: Settings, log_dir: Path, timeout: float = 120.0) -> Iterator[str]:
+    """``mlops serve`` in a process of its own on a free port of 127.0.0.1, ready (its models loaded) when the block
+    starts and stopped when it ends; yields its URL. The demo judges its rollouts on it, as production would: a
+    flow polling in the command's process then never stalls the answers whose latency the guards compare."""
+    from deployments.serve import free_port
+
+    url = f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    port = url.rsplit(":", 1)[1]
+    gateway = start_process(
+        "Gateway", [_bin("mlops"), "serve", "--port", port], settings.child_environment(), log_dir, url, f"{url}/readyz"
+    )
+    try:
+        wait_healthy([gateway], timeout)
+        yield url
+    finally:
+        stop_services([gateway])
 
 
 def wait_healthy(services: list[Service], timeout: float = 180.0) -> None:
