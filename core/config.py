@@ -253,8 +253,8 @@ class RolloutConfig(_Strict):
         default=100,
         ge=0,
         description="Latency pairs needed before a canary moves to 100% or any rollout promotes, unless the latency "
-        "guard has already decided (100 pairs catch a challenger too slow in 75% of its pairs with >= 97% "
-        "probability at alpha 0.01). 0: do not wait.",
+        "guard has already decided (100 pairs catch a challenger too slow in 75% of its pairs with about 98% "
+        "probability at alpha 0.01; docs/statistics.md). 0: do not wait.",
     )
     quality: QualityGuardConfig = QualityGuardConfig()
     max_duration_seconds: float = Field(default=7200, gt=0, description="Then the rollout pauses for a person.")
