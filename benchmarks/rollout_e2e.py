@@ -22,9 +22,9 @@ and the gateway serving that home only.
 
 The canary policy is the shipped one with demo-sized steps: 10%, 50%, 100%, at least ``--min-requests`` challenger
 answers and ``--min-seconds`` per step; the shipped guards: quality test (alpha 0.01, beta 0.2, min_effect 0.05),
-latency tolerance (1.5x and 5 ms more, ``--min-latency-increase-ms`` to change it), error guard and 250 ms
-deadline. A rollout still undecided after ``--rollout-timeout`` seconds is aborted by the benchmark and counted as
-undecided.
+latency tolerance (1.5x and 2 ms more, ``--min-latency-increase-ms`` to change it; at least 100 pairs before
+the step to 100%), error guard and 250 ms deadline. A rollout still undecided after ``--rollout-timeout`` seconds
+is aborted by the benchmark and counted as undecided.
 
 Usage (from the repository root)::
 

@@ -215,7 +215,14 @@ class RolloutConfig(_Strict):
       inequality) shows that more than half of its answers took longer than ``max_latency_ratio`` times the paired
       champion answer *and* ``min_latency_increase_ms`` more. The false-rollback rate under continuous monitoring is
       at most ``quality.alpha`` for a challenger exactly at that limit, and far lower for an equally fast one,
-      whatever the host's load; at least 20 pairs are needed.
+      whatever the host's load; at least 20 pairs are needed. The guard only ever rolls back, so a canary does not
+      move to a step where it can no longer pair (100%: no champion answers left) and no rollout promotes while it
+      has fewer than ``min_latency_pairs`` pairs ("waiting for the latency guard: N of M pairs"); the wait ends at
+      ``max_duration_seconds`` like any other (the rollout pauses for a person).
+
+    Deadline misses count as the error guard's failures only when they are the model's own: misses of both variants
+    at the same moment are a host stall and are left out, and a burst of one variant's misses counts once
+    (``deployments.statistics.deadline_misses``); exceptions count one by one.
     """
 
     strategy: Literal["canary", "ab", "shadow"] = "canary"
@@ -237,7 +244,17 @@ class RolloutConfig(_Strict):
         description="Latency guard: a challenger answer slower than this times the paired champion's...",
     )
     min_latency_increase_ms: float = Field(
-        default=5.0, ge=0, description="...and by at least this much counts as too slow, so 1.0 vs 1.6 ms is noise."
+        default=2.0,
+        ge=0,
+        description="...and by at least this much counts as too slow, so 1.0 vs 1.6 ms is noise (2 ms: a model "
+        "whose predict takes 4-5 ms made 2x slower is still caught; see docs/statistics.md).",
+    )
+    min_latency_pairs: int = Field(
+        default=100,
+        ge=0,
+        description="Latency pairs needed before a canary moves to 100% or any rollout promotes, unless the latency "
+        "guard has already decided (100 pairs catch a challenger too slow in 75% of its pairs with about 98% "
+        "probability at alpha 0.01; docs/statistics.md). 0: do not wait.",
     )
     quality: QualityGuardConfig = QualityGuardConfig()
     max_duration_seconds: float = Field(default=7200, gt=0, description="Then the rollout pauses for a person.")

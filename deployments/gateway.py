@@ -13,7 +13,9 @@ Design points:
 - During a rollout the deadline (``rollout.deadline_ms``) applies to both variants alike: an answer later than it
   is recorded as a ``timeout`` (with the deadline, the elapsed time and the host's load), an exception or an
   invalid answer as an ``error`` (with its type and message), and the other variant answers instead. A circuit
-  breaker stops sending to a failing variant.
+  breaker stops sending to a failing variant: exceptions count, and a deadline miss counts only when it is the
+  model's fault (the other variant answered in time inside the missed request's window), not the host's stall
+  (``deployments.router``).
 - Request ids carry 128 random bits (one ``os.urandom`` call per request; its records add ``-<index>``). Feedback
   is accepted only for ids this gateway answered (recent ids in memory, older ones in the prediction log), once per
   id unless corrections are on, and only with a label of the model's target type.
@@ -49,7 +51,7 @@ from deployments.batching import Batcher, timed_predict
 from deployments.inputs import label_error, records_frame, validate_records
 from deployments.metrics import Metrics
 from deployments.model_loading import ModelHandle, load_handle
-from deployments.router import CircuitBreaker, choose_variant
+from deployments.router import CircuitBreaker, InTimeAnswers, choose_variant
 from services.context import ProjectContext
 
 log = logging.getLogger("mlops.gateway")
@@ -85,6 +87,7 @@ class Gateway:
         self.rollouts = context.rollouts
         self.log = context.predictions
         self.breakers = {v: CircuitBreaker(breaker_threshold, breaker_cooldown) for v in (CHAMPION, CHALLENGER)}
+        self.in_time = {v: InTimeAnswers() for v in (CHAMPION, CHALLENGER)}  # to judge the other's deadline misses
         self.handles: dict[str, ModelHandle] = {}
         self.refused: set[tuple[str, str]] = set()  # (alias, version) refused by the loader's allowlist
         self.rollout: Rollout | None = None
@@ -237,11 +240,15 @@ class Gateway:
                     validate_records(records, handle)
                 preds, latency = await self._run(variant, handle, records, deadline)
             except Exception as err:
-                elapsed = (time.perf_counter() - started) * 1000.0
+                ended = time.perf_counter()
+                elapsed = (ended - started) * 1000.0
                 timed_out = isinstance(err, DeadlineMissed)
                 status = "timeout" if timed_out else "error"
-                detail = deadline_detail(deadline, elapsed) if timed_out else error_detail(err)
-                self.breakers[variant].failure()
+                if timed_out:
+                    detail = deadline_detail(deadline, elapsed) + self._judge_miss(variant, started, ended)
+                else:
+                    detail = error_detail(err)
+                    self.breakers[variant].failure()
                 self.metrics.breaker_open.labels(variant).set(1 if self.breakers[variant].state != "closed" else 0)
                 self.metrics.requests.labels(variant, status).inc()
                 self._log_rows(
@@ -257,6 +264,7 @@ class Gateway:
                 )
                 continue
             self.breakers[variant].success()
+            self._note_in_time(variant, started)
             self.metrics.breaker_open.labels(variant).set(0)
             self.metrics.requests.labels(variant, "ok").inc()
             self.metrics.predictions.labels(variant).inc(len(preds))
@@ -278,6 +286,25 @@ class Gateway:
                 ]
             }
         raise Unavailable("every model variant is failing or its circuit is open")
+
+    def _note_in_time(self, variant: str, started: float) -> None:
+        """Remember an answer that met the rollout's deadline: evidence that the host could serve at that moment."""
+        if self.deadline is not None and self.rollout is not None:
+            ended = time.perf_counter()
+            if ended - started <= self.deadline:
+                self.in_time[variant].add(started, ended)
+
+    def _judge_miss(self, variant: str, started: float, ended: float) -> str:
+        """Charge a deadline miss to the variant's breaker only when it is the model's fault: the other variant
+        answered a request from start to finish, in time, while this one waited (``deployments.router``). Returns
+        the verdict for the recorded detail."""
+        other = CHALLENGER if variant == CHAMPION else CHAMPION
+        fault = self.in_time[other].answered_within(started, ended)
+        self.breakers[variant].deadline_missed(fault)
+        self.metrics.deadline_misses.labels(variant, "model" if fault else "host").inc()
+        if fault:
+            return f"; the {other} answered in time meanwhile: counted against the circuit"
+        return f"; no answer of the {other} in time meanwhile (a host stall?): not counted against the circuit"
 
     async def _run(
         self, variant: str, handle: ModelHandle, records: list[dict[str, Any]], deadline: float | None
@@ -310,14 +337,19 @@ class Gateway:
             try:
                 preds, latency = await self._run(CHALLENGER, handle, records, deadline)
                 self.breakers[CHALLENGER].success()
+                self._note_in_time(CHALLENGER, started)
                 self.metrics.requests.labels(CHALLENGER, "shadow").inc()
                 self._log_rows(ids, records, CHALLENGER, handle, preds, latency, "shadow", 0, rollout_id)
             except Exception as err:
-                elapsed = (time.perf_counter() - started) * 1000.0
+                ended = time.perf_counter()
+                elapsed = (ended - started) * 1000.0
                 timed_out = isinstance(err, DeadlineMissed)
                 status = "shadow_timeout" if timed_out else "shadow_error"
-                detail = deadline_detail(deadline, elapsed) if timed_out else error_detail(err)
-                self.breakers[CHALLENGER].failure()
+                if timed_out:
+                    detail = deadline_detail(deadline, elapsed) + self._judge_miss(CHALLENGER, started, ended)
+                else:
+                    detail = error_detail(err)
+                    self.breakers[CHALLENGER].failure()
                 self.metrics.requests.labels(CHALLENGER, status).inc()
                 self._log_rows(
                     ids, records, CHALLENGER, handle, None, elapsed if timed_out else None, status, 0, rollout_id,

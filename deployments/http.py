@@ -282,6 +282,7 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True, access_log: bool
             {
                 "rollout": None if r is None else r.to_json() if full else rollout_summary(r),
                 "breakers": {v: b.state for v, b in gateway.breakers.items()},
+                "breaker_detail": {v: b.to_json() for v, b in gateway.breakers.items()},
                 "decision_log": "included" if full else "omitted: send Authorization: Bearer <MLOPS_GATEWAY_TOKEN>",
             }
         )

@@ -33,6 +33,13 @@ class Metrics:
         self.breaker_open = Gauge(
             "mlops_gateway_circuit_open", "1 while a variant's circuit is open.", ["variant"], registry=self.registry
         )
+        self.deadline_misses = Counter(
+            "mlops_gateway_deadline_misses",
+            "Deadline misses per variant, by whose fault: 'model' (the other variant answered in time meanwhile; "
+            "counted against its circuit) or 'host' (a stall; not counted).",
+            ["variant", "blamed"],
+            registry=self.registry,
+        )
         self.models_refused = Counter(
             "mlops_gateway_models_refused",
             "Versions an alias named that were refused because their format could run code on load.",

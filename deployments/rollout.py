@@ -17,7 +17,7 @@ from core.names import CHALLENGER, CHAMPION, TAG_DECISION, TAG_DECISION_REASON, 
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
 from deployments.rollout_policy import Evaluation, evaluate, first_weight
-from deployments.statistics import LatencyPairs, pair_by_request, pair_by_start_time
+from deployments.statistics import LatencyPairs, MissCounts, classify_misses, pair_by_request, pair_by_start_time
 from model_registry.registry import default_actor
 from services.context import ProjectContext
 
@@ -75,7 +75,10 @@ def step(context: ProjectContext, rollout_id: int | None = None) -> tuple[Rollou
     agreement = plog.agreement(config.model_name, rollout.id) if rollout.strategy == "shadow" else None
     latency = latency_pairs(plog.latency_rows(config.model_name, rollout.id), shadow=rollout.strategy == "shadow")
     details = plog.failure_details(config.model_name, rollout.id, CHALLENGER)
-    decision = evaluate(rollout, plog_stats, step_stats, policy, classification, utcnow(), agreement, latency, details)
+    misses = deadline_misses(plog.deadline_misses(config.model_name, rollout.id))
+    decision = evaluate(
+        rollout, plog_stats, step_stats, policy, classification, utcnow(), agreement, latency, details, misses
+    )
     return apply(context, rollout, decision, actor=f"rollout flow (rollout #{rollout.id})"), decision
 
 
@@ -87,6 +90,12 @@ def latency_pairs(rows: Any, shadow: bool) -> LatencyPairs:
     if shadow:
         return pair_by_request(rows["request"].tolist(), rows["latency_ms"].tolist(), is_challenger.tolist())
     return pair_by_start_time(rows["start"].to_numpy(), rows["latency_ms"].to_numpy(), is_challenger)
+
+
+def deadline_misses(rows: Any) -> dict[str, MissCounts]:
+    """The deadline misses per variant as the error guard counts them (``PredictionLog.deadline_misses`` rows)."""
+    is_challenger = (rows["variant"] == CHALLENGER).to_numpy()
+    return classify_misses(rows["start"].to_numpy(), rows["end"].to_numpy(), is_challenger)
 
 
 def apply(context: ProjectContext, rollout: Rollout, decision: Evaluation, actor: str) -> Rollout:

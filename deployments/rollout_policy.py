@@ -2,8 +2,10 @@
 counts always give the same decision, so a restarted flow or another replica decides the same way.
 
 Guards, checked at every evaluation of every strategy (any one rolls back):
-- errors: a sequential test on the challenger's failure rate (errors and deadline misses) against the champion's,
-  which never rolls back on fewer than ``min_error_events`` challenger failures;
+- errors: a sequential test on the challenger's failure rate (exceptions one by one, and its own deadline misses:
+  misses shared with the champion at the same moment are a host stall and left out, a burst counts once; see
+  ``deployments.statistics.deadline_misses``) against the champion's, which never rolls back on fewer than
+  ``min_error_events`` challenger failures;
 - latency: the two variants' latencies paired under the same conditions (nearest start within a second, or the
   same request in shadow mode) and an always-valid test that most challenger answers exceed the tolerance
   (``max_latency_ratio`` times and ``min_latency_increase_ms`` more than their pair): see
@@ -14,6 +16,8 @@ Quality, from labelled feedback:
 - A/B: an always-valid confidence sequence for the difference in accuracy (``statistics.always_valid``): roll back
   when it lies below 0, promote when it lies above 0 or above ``-quality.min_effect``.
 Progress: canary steps advance after ``min_requests_per_step`` challenger answers and ``min_seconds_per_step``;
+the latency guard only ever rolls back, and at 100% it has no champion answers left to pair with, so no canary
+moves to 100% and no rollout promotes while the guard is undecided on fewer than ``min_latency_pairs`` pairs;
 the last step promotes once the quality test has passed (or, for regression models without label equality, after
 ``min_labels`` answers with no guard tripped). Shadow promotes on the same quality evidence, gathered without
 users seeing its answers.
@@ -34,6 +38,8 @@ from deployments.statistics import (
     ErrorSums,
     LatencyGuard,
     LatencyPairs,
+    LatencyVerdict,
+    MissCounts,
     SequentialErrorRateTest,
     SequentialMAETest,
     SequentialQualityTest,
@@ -86,16 +92,35 @@ def settled_quality(rollout: Rollout) -> dict[str, Any] | None:
     return None
 
 
-def describe_failures(stats: VariantStats, details: dict[str, str] | None) -> str:
+def describe_failures(stats: VariantStats, details: dict[str, str] | None, misses: MissCounts | None = None) -> str:
     details = details or {}
     parts = []
     if stats.timeouts:
         last = details.get("timeout") or details.get("shadow_timeout")
-        parts.append(f"{stats.timeouts} deadline misses" + (f" (last: {last})" if last else ""))
+        notes = [f"last: {last}"] if last else []
+        if misses is not None and misses.total:
+            notes.append(misses.describe())
+        parts.append(f"{stats.timeouts} deadline misses" + (f" ({'; '.join(notes)})" if notes else ""))
     if stats.exceptions:
         last = details.get("error") or details.get("shadow_error") or details.get("fallback")
         parts.append(f"{stats.exceptions} errors" + (f" (last: {last})" if last else ""))
     return "; ".join(parts) if parts else "no failures"
+
+
+def failure_counts(stats: VariantStats, misses: MissCounts | None) -> tuple[int, int]:
+    """(failures, requests) as the error guard compares them: exceptions one by one; without ``misses`` every
+    deadline miss too, with it one per own episode, and the misses left out also leave the requests."""
+    if misses is None:
+        return stats.errors, stats.requests
+    left_out = min(misses.left_out, stats.timeouts)
+    return stats.errors - left_out, stats.requests - left_out
+
+
+def latency_wait(policy: RolloutConfig, lat: LatencyVerdict | None) -> str | None:
+    """Why a rollout may not yet leave the latency guard's reach (100% or promotion), or None."""
+    if lat is None or lat.pairs >= policy.min_latency_pairs:
+        return None
+    return f"waiting for the latency guard: {lat.pairs} of {policy.min_latency_pairs} pairs"
 
 
 def evaluate(
@@ -108,8 +133,12 @@ def evaluate(
     agreement: tuple[int, int] | None = None,
     latency: LatencyPairs | None = None,
     failure_details: dict[str, str] | None = None,
+    misses: dict[str, MissCounts] | None = None,
 ) -> Evaluation:
-    """Decide the next action from cumulative counts. Pure: the same counts always give the same decision."""
+    """Decide the next action from cumulative counts. Pure: the same counts always give the same decision.
+
+    ``misses``: the deadline misses per variant as ``statistics.classify_misses`` counts them (without it every
+    miss is a failure)."""
     champ, chall = stats.get(CHAMPION, VariantStats(CHAMPION)), stats.get(CHALLENGER, VariantStats(CHALLENGER))
     summary = {CHAMPION: champ.to_json(), CHALLENGER: chall.to_json()}
     verdicts: dict[str, Any] = {}
@@ -117,23 +146,35 @@ def evaluate(
     errors = SequentialErrorRateTest(
         alpha=policy.quality.alpha, beta=policy.quality.beta, min_effect=policy.max_error_rate_increase
     )
-    err = errors.evaluate(chall.errors, chall.requests, champ.errors, champ.requests)
-    failures = describe_failures(chall, failure_details)
-    enough = chall.errors >= policy.min_error_events
+    chall_misses = champ_misses = None
+    if misses is not None:
+        chall_misses, champ_misses = misses.get(CHALLENGER, MissCounts()), misses.get(CHAMPION, MissCounts())
+    chall_failed, chall_asked = failure_counts(chall, chall_misses)
+    champ_failed, champ_asked = failure_counts(champ, champ_misses)
+    err = errors.evaluate(chall_failed, chall_asked, champ_failed, champ_asked)
+    failures = describe_failures(chall, failure_details, chall_misses)
+    enough = chall_failed >= policy.min_error_events
     minimum = (
         f"The error guard needs at least {policy.min_error_events} challenger failures before it can roll back "
-        f"(it has {chall.errors}: {failures})."
+        f"(it counts {chall_failed}: {failures})."
     )
     verdicts["errors"] = {
         **err.to_json(),
         "decision": err.decision if err.decision != "abort" or enough else "continue",
         "min_events": policy.min_error_events,
         "challenger_failures": failures,
+        "counted": {"challenger": [chall_failed, chall_asked], "champion": [champ_failed, champ_asked]},
         "explanation": f"{err.explanation} {minimum}",
     }
+    if misses is not None:
+        verdicts["errors"]["deadline_misses"] = {
+            CHALLENGER: misses.get(CHALLENGER, MissCounts()).to_json(),
+            CHAMPION: misses.get(CHAMPION, MissCounts()).to_json(),
+        }
     if err.decision == "abort" and enough:
         return Evaluation("abort", f"error rate guard: {err.explanation} {minimum}", summary, verdicts)
 
+    lat: LatencyVerdict | None = None
     if latency is not None:
         guard = LatencyGuard(
             alpha=policy.quality.alpha,
@@ -166,12 +207,13 @@ def evaluate(
             quality_ok = verdict.decision == "pass"
             settles = quality_ok
 
+    wait = latency_wait(policy, lat)
     elapsed = (now - rollout.started_at).total_seconds()
     if elapsed > policy.max_duration_seconds:
         return Evaluation(
             "pause",
-            f"no decision after {elapsed:.0f} s (limit {policy.max_duration_seconds:.0f} s); "
-            "waiting for a person: `mlops rollout approve` or `mlops rollout abort`",
+            f"no decision after {elapsed:.0f} s (limit {policy.max_duration_seconds:.0f} s"
+            f"{'; ' + wait if wait else ''}); waiting for a person: `mlops rollout approve` or `mlops rollout abort`",
             summary,
             verdicts,
             settles=settles,
@@ -180,6 +222,8 @@ def evaluate(
     if rollout.strategy == "ab":
         if not classification:
             if quality_ok and chall.abs_errors[0] >= policy.min_labels:
+                if wait:
+                    return Evaluation("continue", f"A/B test: quality passed; {wait}", summary, verdicts, settles)
                 return Evaluation("promote", f"A/B test: {verdicts['quality']['explanation']}", summary, verdicts)
             return Evaluation("continue", "A/B test: collecting labels", summary, verdicts, settles=settles)
         if chall.labelled >= policy.min_labels and champ.labelled >= policy.min_labels:
@@ -194,6 +238,8 @@ def evaluate(
             verdicts["ab"] = ab.to_json()
             if ab.winner == "a":
                 return Evaluation("abort", f"A/B test: {ab.explanation}", summary, verdicts)
+            if (ab.winner == "b" or ab.non_inferior) and wait:
+                return Evaluation("continue", f"A/B test: {ab.explanation}; {wait}", summary, verdicts)
             if ab.winner == "b" or ab.non_inferior:
                 return Evaluation("promote", f"A/B test: {ab.explanation}", summary, verdicts)
             return Evaluation("continue", f"A/B test: {ab.explanation}", summary, verdicts)
@@ -208,6 +254,8 @@ def evaluate(
     if rollout.strategy == "shadow":
         if agreement is not None and agreement[0]:
             verdicts["agreement"] = agreement_report(*agreement).to_json()
+        if quality_ok and chall.requests >= policy.min_requests_per_step and wait:
+            return Evaluation("continue", f"shadow: quality passed; {wait}", summary, verdicts, settles=settles)
         if quality_ok and chall.requests >= policy.min_requests_per_step:
             return Evaluation(
                 "promote",
@@ -232,12 +280,33 @@ def evaluate(
             settles=settles,
         )
     if rollout.step_index + 1 < len(policy.steps):
+        if wait and policy.steps[rollout.step_index + 1] >= 100:
+            return Evaluation(
+                "continue",
+                f"step {rollout.step_index + 1} healthy, but {wait} before moving to 100% (no champion answers "
+                "to pair with there)",
+                summary,
+                verdicts,
+                settles=settles,
+            )
         return Evaluation(
             "advance",
             f"step {rollout.step_index + 1} healthy; moving to {policy.steps[rollout.step_index + 1]:g}%",
             summary,
             verdicts,
             settles=settles,
+        )
+    if quality_ok and wait and rollout.weight >= 100:
+        return Evaluation(
+            "pause",
+            f"quality passed, but {wait}, and at 100% there are no champion answers to pair with; waiting for a "
+            "person: `mlops rollout approve` or `mlops rollout abort`",
+            summary,
+            verdicts,
+        )
+    if quality_ok and wait:
+        return Evaluation(
+            "continue", f"last step at {rollout.weight:g}%: quality passed; {wait}", summary, verdicts, settles=settles
         )
     if quality_ok:
         return Evaluation(

@@ -403,6 +403,31 @@ class PredictionLog:
         frame["start"] = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds() - frame["latency_ms"] / 1000.0
         return frame.reset_index(drop=True)
 
+    def deadline_misses(self, model_name: str, rollout_id: int) -> pd.DataFrame:
+        """Every deadline miss of a rollout, one row per record: variant, start and give-up time (seconds since the
+        epoch; start is the give-up time minus the elapsed time). The error guard tells the host's stalls from the
+        models' own misses with them (``deployments.statistics.deadline_misses``)."""
+        stmt = (
+            select(predictions.c.variant, predictions.c.at, predictions.c.latency_ms)
+            .where(
+                predictions.c.model_name == model_name,
+                predictions.c.rollout_id == rollout_id,
+                predictions.c.status.in_(TIMEOUTS),
+            )
+            .order_by(predictions.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        frame = pd.DataFrame(rows, columns=["variant", "at", "latency_ms"])
+        if frame.empty:
+            return pd.DataFrame(
+                {"variant": pd.Series(dtype=str), "start": pd.Series(dtype=float), "end": pd.Series(dtype=float)}
+            )
+        at = pd.to_datetime(frame["at"], utc=True)
+        end = (at - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        start = end - frame["latency_ms"].fillna(0.0).astype(float) / 1000.0
+        return pd.DataFrame({"variant": frame["variant"], "start": start, "end": end})
+
     def failure_details(self, model_name: str, rollout_id: int, variant: str) -> dict[str, str]:
         """The most recent recorded detail per failure status of a variant ("RuntimeError: ...", "deadline ...")."""
         out: dict[str, str] = {}

@@ -6,6 +6,8 @@ replica or an audit gets the same answer):
 - ``always_valid``: the A/B verdict, a confidence sequence for the difference in accuracy valid at every look;
 - ``regression``: the quality test for regressors, on the mean absolute error;
 - ``latency``: the latency guard, same-conditions pairs of latencies and an always-valid test on them;
+- ``deadline_misses``: which deadline misses the error guard counts (a host stall shared by both variants is not a
+  model's failure; a burst of one variant's misses is one event);
 - ``fixed_horizon``: a two-proportion test for a single planned look (reference) and the shadow agreement report;
 - ``explanations``: each verdict in words; ``arguments``: the checks on what callers pass.
 
@@ -13,6 +15,7 @@ The design, the alternatives measured and the error rates attained are in ``docs
 """
 
 from deployments.statistics.always_valid import SequentialABVerdict, ab_sequential
+from deployments.statistics.deadline_misses import MissCounts, classify_misses
 from deployments.statistics.fixed_horizon import (
     ABVerdict,
     AgreementReport,
@@ -57,6 +60,7 @@ __all__ = [
     "LatencyGuard",
     "LatencyPairs",
     "LatencyVerdict",
+    "MissCounts",
     "RegressionVerdict",
     "SequentialABVerdict",
     "SequentialErrorRateTest",
@@ -67,6 +71,7 @@ __all__ = [
     "ab_sequential",
     "ab_test",
     "agreement_report",
+    "classify_misses",
     "pair_by_request",
     "pair_by_start_time",
     "profile_log_likelihood_ratio",

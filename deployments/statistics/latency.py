@@ -188,7 +188,7 @@ class LatencyGuard:
 
     alpha: float = 0.05
     max_ratio: float = 1.5
-    min_increase_ms: float = 5.0
+    min_increase_ms: float = 2.0
     min_pairs: int = MIN_PAIRS
 
     def __post_init__(self) -> None:
@@ -196,7 +196,7 @@ class LatencyGuard:
         if not self.max_ratio >= 1.0:
             raise ValueError(f"max_ratio must be >= 1, got {self.max_ratio!r}; use for example 1.5")
         if self.min_increase_ms < 0:
-            raise ValueError(f"min_increase_ms must be >= 0, got {self.min_increase_ms!r}; use for example 5")
+            raise ValueError(f"min_increase_ms must be >= 0, got {self.min_increase_ms!r}; use for example 2")
 
     @property
     def threshold(self) -> float:

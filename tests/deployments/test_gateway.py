@@ -16,6 +16,7 @@ from core.store.predictions import PredictionLog
 from core.store.requests import ProjectStore
 from core.store.rollouts import RolloutStore
 from deployments.model_loading import ModelHandle
+from deployments.router import bucket
 from model_registry.registry import ModelRegistry
 from tests.gateway_fixtures import TOKEN, Served, register
 from training.datasets import breast_cancer
@@ -178,11 +179,18 @@ class Garbage:
         return np.array([np.nan] * (len(frame) + 1))
 
 
+def with_model(served: Served, alias: str, model: Any) -> None:
+    handle = served.gateway.handles[alias]
+    served.gateway.handles = {
+        **served.gateway.handles,
+        alias: ModelHandle(alias, handle.version, handle.semver, model, handle.column_types, handle.loaded_at),
+    }
+
+
 @pytest.mark.parametrize(
     ("faulty", "status", "detail"),
     [
         (Raises, "error", "RuntimeError: challenger bug"),
-        (Hangs, "timeout", "deadline 250 ms, elapsed 2"),
         (Garbage, "error", "ValueError: model returned 2 predictions for 1 records"),
     ],
 )
@@ -195,36 +203,110 @@ def test_a_failing_challenger_never_reaches_users_and_its_circuit_opens(
     detail: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A deadline miss is a ``timeout`` recorded with the deadline, the elapsed time and the host's load, an
-    exception an ``error`` with its type and message; the log line says the same."""
+    """An exception or an invalid answer is an ``error`` recorded with its type and message, the log line says the
+    same, and it counts against the variant's circuit whatever the other variant does."""
     rid = start_canary(settings, 100.0, two_models)  # every request goes to the challenger first
     served = serve_gateway(breaker_threshold=3, breaker_cooldown=60)
-    handle = served.gateway.handles["challenger"]
-    bad = faulty()
-    served.gateway.handles = {
-        **served.gateway.handles,
-        "challenger": ModelHandle(
-            "challenger", handle.version, handle.semver, bad, handle.column_types, handle.loaded_at
-        ),
-    }
-    try:
-        with served.client() as c:
-            answers = [c.post("/v1/predict", json={"records": rows(1, i)}) for i in range(8)]
-            rollout = c.get("/v1/rollout").json()
-    finally:
-        if isinstance(bad, Hangs):
-            bad.release.set()
+    with_model(served, "challenger", faulty())
+    with served.client() as c:
+        answers = [c.post("/v1/predict", json={"records": rows(1, i)}) for i in range(8)]
+        rollout = c.get("/v1/rollout").json()
     assert [a.status_code for a in answers] == [200] * 8
     assert {a.json()["predictions"][0]["variant"] for a in answers} == {"champion"}
     assert rollout["breakers"]["challenger"] == "open"
+    assert rollout["breaker_detail"]["challenger"]["deadline_misses_charged"] == 0
     served.gateway.log.flush()
     stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
     assert stats["challenger"].by_status == {status: 3}  # then the breaker stopped sending
     recorded = PredictionLog(settings.store_url).failure_details("breast-cancer-classifier", rid, "challenger")
     assert recorded[status].startswith(detail), recorded
     assert detail in caplog.text
-    if status == "timeout":
-        assert "host load" in recorded[status]
+
+
+def test_a_deadline_miss_with_no_other_answer_meanwhile_leaves_the_circuit_closed(
+    settings: Any, two_models: dict[str, str], serve_gateway: Callable[..., Served], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A miss is a ``timeout`` recorded with the deadline, the elapsed time and the host's load. With one request at
+    a time and every request sent to the challenger first, the champion answers only after each miss: nothing shows
+    that the host could have served in time (a stall looks the same), so the circuit is not charged; the misses are
+    still recorded for the rollout's error guard, and /v1/rollout and /metrics say they were excused."""
+    rid = start_canary(settings, 100.0, two_models)
+    served = serve_gateway(breaker_threshold=3, breaker_cooldown=60)
+    hangs = Hangs()
+    with_model(served, "challenger", hangs)
+    try:
+        with served.client() as c:
+            answers = [c.post("/v1/predict", json={"records": rows(1, i)}) for i in range(5)]
+            rollout = c.get("/v1/rollout").json()
+            metrics = c.get("/metrics").text
+    finally:
+        hangs.release.set()
+    assert [a.status_code for a in answers] == [200] * 5
+    assert {a.json()["predictions"][0]["variant"] for a in answers} == {"champion"}
+    assert rollout["breakers"]["challenger"] == "closed"
+    detail = rollout["breaker_detail"]["challenger"]
+    assert (detail["deadline_misses_excused"], detail["deadline_misses_charged"], detail["consecutive_failures"]) == (
+        5,
+        0,
+        0,
+    )
+    assert 'mlops_gateway_deadline_misses_total{blamed="host",variant="challenger"} 5.0' in metrics
+    served.gateway.log.flush()
+    stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
+    assert stats["challenger"].by_status == {"timeout": 5}
+    recorded = PredictionLog(settings.store_url).failure_details("breast-cancer-classifier", rid, "challenger")
+    assert recorded["timeout"].startswith("deadline 250 ms, elapsed 2"), recorded
+    assert "host load" in recorded["timeout"] and "not counted against the circuit" in recorded["timeout"]
+    assert "not counted against the circuit" in caplog.text
+
+
+def keys_for(rollout_id: int, weight: float) -> tuple[str, str]:
+    """A routing key the sticky split sends to the challenger first, and one it sends to the champion first."""
+    keys = [f"caller-{i}" for i in range(200)]
+    to_challenger = next(k for k in keys if bucket(k, str(rollout_id)) < weight)
+    to_champion = next(k for k in keys if bucket(k, str(rollout_id)) >= weight)
+    return to_challenger, to_champion
+
+
+def test_a_hanging_challenger_opens_its_circuit_while_the_champion_answers_in_time(
+    settings: Any, demo_config: ProjectConfig, two_models: dict[str, str], serve_gateway: Callable[..., Served]
+) -> None:
+    """The model's fault: while each challenger request waited for its deadline the champion answered other
+    requests from start to finish, so the host could serve; three such misses open the challenger's circuit."""
+    rid = start_canary(settings, 50.0, two_models)
+    config = demo_config.model_copy(update={"rollout": demo_config.rollout.model_copy(update={"deadline_ms": 1000})})
+    served = serve_gateway(config, breaker_threshold=3, breaker_cooldown=60)
+    hangs = Hangs()
+    with_model(served, "challenger", hangs)
+    to_challenger, to_champion = keys_for(rid, 50.0)
+    done = threading.Event()
+
+    def champion_traffic() -> None:
+        with served.client() as c:
+            while not done.is_set():
+                c.post("/v1/predict", json={"records": rows()}, headers={"x-routing-key": to_champion})
+
+    background = threading.Thread(target=champion_traffic)
+    background.start()
+    try:
+        with served.client() as c:
+            answers = [
+                c.post("/v1/predict", json={"records": rows()}, headers={"x-routing-key": to_challenger})
+                for _ in range(4)
+            ]
+            rollout = c.get("/v1/rollout").json()
+    finally:
+        done.set()
+        hangs.release.set()
+        background.join()
+    assert {a.json()["predictions"][0]["variant"] for a in answers} == {"champion"}
+    assert rollout["breakers"]["challenger"] == "open"
+    assert rollout["breaker_detail"]["challenger"]["deadline_misses_charged"] == 3
+    served.gateway.log.flush()
+    stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
+    assert stats["challenger"].by_status == {"timeout": 3}  # the fourth request skipped the open circuit
+    recorded = PredictionLog(settings.store_url).failure_details("breast-cancer-classifier", rid, "challenger")
+    assert "the champion answered in time meanwhile: counted against the circuit" in recorded["timeout"]
 
 
 def test_both_variants_down_gives_503_with_retry_after(

@@ -182,3 +182,27 @@ def test_requests_batched_into_one_model_call_are_one_latency_observation(any_st
         ("champion", "timeout"),
         ("champion", "timeout"),
     ]
+
+
+def test_deadline_misses_are_read_back_with_their_windows_and_classified(any_store_url: str) -> None:
+    """A stall recorded in the prediction log (both variants late together) and a challenger miss of its own, as
+    ``deployments.rollout.step`` reads and counts them for the error guard."""
+    from deployments.rollout import deadline_misses
+
+    log = PredictionLog(any_store_url)
+    t0 = utcnow()
+    misses = [("champion", 0.00), ("challenger", 0.01), ("champion", 0.02), ("challenger", 5.0)]
+    for i, (variant, offset) in enumerate(misses):
+        log.record(request_id=f"t{i}", model_name="m", variant=variant, model_version="1", status="timeout",
+                   served=0, latency_ms=250.0, rollout_id=3, detail="deadline 250 ms",
+                   at=t0 + timedelta(seconds=offset))  # fmt: skip
+    log.record(request_id="ok", model_name="m", variant="champion", model_version="1", status="ok", served=1,
+               latency_ms=4.0, rollout_id=3, at=t0)  # fmt: skip
+    log.flush()
+    rows = log.deadline_misses("m", 3)
+    assert sorted(rows["variant"]) == ["challenger", "challenger", "champion", "champion"]
+    assert (rows["end"] - rows["start"]).round(3).tolist() == [0.25] * 4
+    counts = deadline_misses(rows)
+    assert (counts["challenger"].total, counts["challenger"].shared, counts["challenger"].episodes) == (2, 1, 1)
+    assert (counts["champion"].total, counts["champion"].shared, counts["champion"].episodes) == (2, 2, 0)
+    assert deadline_misses(log.deadline_misses("m", 99))["challenger"].total == 0

@@ -15,10 +15,12 @@ from deployments.statistics import (
     CONTINUE,
     DECISIONS,
     PASS,
+    MissCounts,
     SequentialErrorRateTest,
     SequentialQualityTest,
     ab_test,
     agreement_report,
+    classify_misses,
     profile_log_likelihood_ratio,
     wald_expected_sample_size,
     wilson_interval,
@@ -612,3 +614,44 @@ def test_mae_test_holds_its_error_rates_after_every_label() -> None:
 
     assert abort_rate(1.0) <= 0.065  # alpha 5%: 3.6% over 10,000 rollouts in the benchmark
     assert abort_rate(1.1) >= 0.65  # beta 20%: 75% over 10,000 rollouts
+
+
+# ------------------------------------------------------------------------------------ deadline misses, host or model
+def test_misses_of_both_variants_at_the_same_moment_are_a_host_stall_and_not_counted() -> None:
+    """The field case: a stall makes every request in flight late together, 5-8 misses of both within 100 ms."""
+    start = [100.00, 100.01, 100.02, 100.03, 100.04, 100.05, 100.06]
+    end = [s + 0.25 for s in start]
+    chall = [True, False, False, True, False, False, False]
+    counts = classify_misses(start, end, chall)
+    assert counts["challenger"] == MissCounts(total=2, shared=2, episodes=0)
+    assert counts["champion"] == MissCounts(total=5, shared=5, episodes=0)
+    assert counts["challenger"].left_out == 2
+    assert "2 at the same moment as the other variant's" in counts["challenger"].describe()
+
+
+def test_a_burst_of_one_variants_own_misses_is_one_event_and_separate_bursts_count_apart() -> None:
+    start = np.array([10.0, 10.02, 10.05, 20.0, 30.0])
+    counts = classify_misses(start, start + 0.25, [True] * 5)
+    assert counts["challenger"] == MissCounts(total=5, shared=0, episodes=3)  # 10.0-10.05, 20.0, 30.0
+    assert counts["champion"] == MissCounts()
+    # a champion miss long before or after overlaps none of them
+    counts = classify_misses([*start, 5.0], [*(start + 0.25), 5.25], [True] * 5 + [False])
+    assert counts["challenger"].episodes == 3 and counts["champion"] == MissCounts(1, 0, 1)
+
+
+def test_a_hanging_challenger_next_to_a_healthy_champion_keeps_most_of_its_misses() -> None:
+    """15 requests/s to a challenger that never answers, one champion miss somewhere: the challenger's misses are its
+    own, and merging the ones given up within 100 ms of each other still leaves one event per one or two."""
+    start = np.arange(0.0, 20.0, 1 / 15)
+    chall_end = start + 0.25
+    counts = classify_misses([*start, 7.0], [*chall_end, 7.25], [True] * start.size + [False])
+    c = counts["challenger"]
+    assert c.total == 300 and c.shared <= 8 and c.episodes >= 140
+    assert counts["champion"].shared == 1
+
+
+def test_miss_classification_checks_its_input() -> None:
+    with pytest.raises(ValueError, match="one entry per deadline miss"):
+        classify_misses([1.0], [1.25, 2.0], [True])
+    with pytest.raises(ValueError, match="burst_seconds must be >= 0"):
+        classify_misses([], [], [], burst_seconds=-1)
