@@ -2,12 +2,17 @@
 
 For 1 and 2 gateway workers (``mlops serve --workers N`` over a temporary home with a real champion):
 
-1. measure the service time the planner uses: single-record requests sent one at a time (no queueing);
-2. predict, with ``deployments.capacity.queue_at`` (M/M/c, Allen-Cunneen where service is not exponential), the p95
-   response time at several rates below saturation, and the saturation rate ``N * 1000 / mean service ms``;
+1. measure what the planner uses (as ``mlops capacity plan`` does): single-record requests sent one at a time (no
+   queueing), and, on the 1-worker gateway (one replica), bursts of 1, 2, 4, 8 and 16 concurrent requests that its
+   batcher answers with one predict (``deployments.capacity.measure_batch_times``), fitted as ``S(b) = fixed +
+   per_request * b``; the 2-worker check uses that one-replica cost, as a plan for N replicas does;
+2. predict, with ``deployments.capacity.batched_queue_at`` (the batch-size fixed point per replica), the p95
+   response time at several rates below saturation, and the saturation rate ``N * 1000 / per_request ms``; the
+   one-at-a-time M/G/c prediction (``queue_at``) is kept beside it for comparison;
 3. send open-loop Poisson traffic at those rates from a separate load-generator process (each request's response
    time runs from its *scheduled* arrival, so a slow server is not hidden by a slower client), and measure p95;
-4. ramp the rate past the predicted saturation and take the highest throughput the gateway sustained.
+4. ramp the rate past the predicted saturation and take the highest throughput the gateway sustained (marked as
+   not reached when the gateway still kept up at the top of the ramp).
 
 The load generator shares the machine with the server (2 cores here): with 2 workers the three processes share two
 cores, which the figures show. Usage (repository root)::
@@ -129,7 +134,13 @@ def loadgen_main(spec_path: str) -> None:
         + b
         for b in bodies
     ]
-    result: Any = asyncio.run(_serial(spec) if spec["mode"] == "serial" else _poisson(spec))
+    if spec["mode"] == "batches":
+        from deployments.capacity import measure_batch_times
+
+        records = [json.loads(b)["records"][0] for b in bodies]
+        result: Any = measure_batch_times("127.0.0.1", spec["port"], records)
+    else:
+        result = asyncio.run(_serial(spec) if spec["mode"] == "serial" else _poisson(spec))
     sys.stdout.write(json.dumps(result))
 
 
@@ -149,8 +160,11 @@ def run_loadgen(spec: dict[str, Any], workdir: Path) -> Any:
     return json.loads(done.stdout)
 
 
-def check_workers(workers: int, procs: Processes, env: dict[str, str], bodies: Path, args: Any, workdir: Path) -> dict:
-    from deployments.capacity import ServiceTimes, queue_at
+def check_workers(
+    workers: int, procs: Processes, env: dict[str, str], bodies: Path, args: Any, workdir: Path, cost: Any
+) -> tuple[dict, Any]:
+    """Measure and predict at ``workers``; ``cost`` is the one-replica batch cost (measured here when None)."""
+    from deployments.capacity import BatchCost, ServiceTimes, batched_queue_at, queue_at
 
     port = free_port()
     cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
@@ -165,7 +179,11 @@ def check_workers(workers: int, procs: Processes, env: dict[str, str], bodies: P
         base = {"port": port, "bodies": str(bodies)}
         serial = run_loadgen({**base, "mode": "serial", "count": args.serial}, workdir)
         service = ServiceTimes(serial, f"{args.serial} serial requests to {workers} worker(s)")
-        saturation = workers * 1000.0 / service.mean_ms
+        if cost is None:
+            bursts = run_loadgen({**base, "mode": "batches"}, workdir)
+            cost = BatchCost.fit({int(b): t for b, t in bursts.items()}, f"bursts to {workers} worker(s)")
+            print(f"  batch cost: {cost.fixed_ms:.2f} + {cost.per_request_ms:.2f} * b ms {cost.measured}", flush=True)
+        saturation = workers * cost.saturation_rate
         rows = []
         for fraction in FRACTIONS:
             rate = round(fraction * saturation, 1)
@@ -173,10 +191,22 @@ def check_workers(workers: int, procs: Processes, env: dict[str, str], bodies: P
                 {**base, "mode": "poisson", "rate": rate, "seconds": args.seconds, "connections": 64, "seed": 1},
                 workdir,
             )
-            predicted = queue_at(workers, rate, service).p95_response_ms
-            rows.append({**measured, "fraction": fraction, "predicted_p95_ms": predicted})
+            row = batched_queue_at(workers, rate, service, cost)
+            predicted = row.p95_response_ms
+            alone = queue_at(workers, rate, service).p95_response_ms  # None when one at a time saturates
+            rows.append(
+                {
+                    **measured,
+                    "fraction": fraction,
+                    "predicted_p95_ms": predicted,
+                    "predicted_batch_size": row.batch_size,
+                    "one_at_a_time_p95_ms": alone,
+                }
+            )
             print(
-                f"  {rate:7.1f}/s: p95 measured {measured['p95_ms']:.2f} ms, predicted {predicted:.2f} ms", flush=True
+                f"  {rate:7.1f}/s: p95 measured {measured['p95_ms']:.2f} ms, predicted {predicted:.2f} ms "
+                f"(batch {row.batch_size:.2f}; one at a time {'saturated' if alone is None else f'{alone:.2f} ms'})",
+                flush=True,
             )
         ramp = []
         for factor in RAMP:
@@ -187,40 +217,49 @@ def check_workers(workers: int, procs: Processes, env: dict[str, str], bodies: P
             )
             ramp.append(measured)
             print(f"  ramp {rate:7.1f}/s offered: {measured['throughput']:.1f}/s served", flush=True)
+        top = ramp[-1]
         return {
             "workers": workers,
             "service_times": service.describe(),
+            "batch_cost": cost.describe(),
             "predicted_saturation_rate": saturation,
+            "one_at_a_time_saturation_rate": workers * 1000.0 / service.mean_ms,
             "measured_saturation_rate": max(r["throughput"] for r in ramp),
+            "saturation_reached": top["throughput"] < 0.97 * top["offered_rate"],
             "rows": rows,
             "ramp": ramp,
-        }
+        }, cost
     finally:
         procs.stop(server.proc)
 
 
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| workers | offered rate /s | share of predicted saturation | measured p95 ms | predicted p95 ms | error |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| workers | offered rate /s | share of predicted saturation | measured p95 ms | predicted p95 ms | error "
+        "| predicted batch | one-at-a-time p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for row in r["rows"]:
             err = (row["predicted_p95_ms"] - row["p95_ms"]) / row["p95_ms"]
+            alone = row["one_at_a_time_p95_ms"]
             lines.append(
                 f"| {r['workers']} | {row['offered_rate']:.0f} | {row['fraction']:.0%} | {row['p95_ms']:.2f} "
-                f"| {row['predicted_p95_ms']:.2f} | {err:+.0%} |"
+                f"| {row['predicted_p95_ms']:.2f} | {err:+.0%} | {row['predicted_batch_size']:.2f} "
+                f"| {'saturated' if alone is None else f'{alone:.2f}'} |"
             )
     lines += [
         "",
-        "| workers | mean service ms | cv2 | predicted saturation /s | measured saturation /s |",
-        "|---:|---:|---:|---:|---:|",
+        "| workers | mean service ms (serial) | cv2 | batch cost ms | predicted saturation /s | one-at-a-time "
+        "saturation /s | measured saturation /s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        s = r["service_times"]
+        s, c = r["service_times"], r["batch_cost"]
+        measured = f"{r['measured_saturation_rate']:.0f}" + ("" if r["saturation_reached"] else " (not reached)")
         lines.append(
-            f"| {r['workers']} | {s['mean_ms']} | {s['cv2']} | {r['predicted_saturation_rate']:.0f} "
-            f"| {r['measured_saturation_rate']:.0f} |"
+            f"| {r['workers']} | {s['mean_ms']} | {s['cv2']} | {c['fixed_ms']} + {c['per_request_ms']} * b "
+            f"| {r['predicted_saturation_rate']:.0f} | {r['one_at_a_time_saturation_rate']:.0f} | {measured} |"
         )
     return "\n".join(lines)
 
@@ -235,14 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.loadgen:
         loadgen_main(args.loadgen)
         return 0
+    if 1 not in args.workers:
+        parser.error("--workers must include 1: the one-replica gateway is where the batch cost is measured")
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="capacity-") as tmp, interruptible():
         root = Path(tmp)
         state = make_home(root)
         env = server_env(state["home"])
         bodies = write_bodies(root / "bodies.jsonl", feature_rows(), "records")
+        results, cost = [], None
         try:
-            results = [check_workers(w, procs, env, bodies, args, root) for w in args.workers]
+            for workers in sorted(args.workers):  # 1 first: its gateway is the replica whose batch cost is measured
+                result, cost = check_workers(workers, procs, env, bodies, args, root, cost)
+                results.append(result)
         finally:
             procs.stop_all()
     table = report(results)

@@ -42,7 +42,8 @@ k8s_app = typer.Typer(
 )
 app.add_typer(k8s_app, name="k8s")
 capacity_app = typer.Typer(
-    help="Capacity planning: gateway replicas for a request rate and a p95 target (M/M/c, Erlang C).",
+    help="Capacity planning: gateway replicas for a request rate and a p95 target (queueing with the gateway's "
+    "adaptive batching, or M/M/c with Erlang C).",
     no_args_is_help=True,
 )
 app.add_typer(capacity_app, name="capacity")
@@ -690,8 +691,9 @@ def capacity_plan(
     source: str = typer.Option(
         "benchmark",
         "--source",
-        help="Service times from `benchmark` (a gateway started here, timed one request at a time) or `log` "
-        "(model time of served answers in the prediction log; excludes HTTP overhead).",
+        help="Service times from `benchmark` (a gateway started here, timed one request at a time and in bursts "
+        "of concurrent requests that it batches) or `log` (model time of served answers in the prediction log; "
+        "excludes HTTP overhead and batching, so the plan assumes one request at a time).",
     ),
     requests: int = typer.Option(400, "--requests", help="With --source benchmark: requests to time."),
     since_minutes: float = typer.Option(1440.0, "--since-minutes", help="With --source log: how far back to read."),
@@ -700,9 +702,10 @@ def capacity_plan(
 ) -> None:
     """How many gateway replicas serve --rate within --slo-p95-ms: utilisation, probability of waiting, mean and p95
     wait and response time per replica count, from measured service times."""
-    from deployments.capacity import CapacityError, ServiceTimes, plan_capacity
+    from deployments.capacity import BatchCost, CapacityError, ServiceTimes, plan_capacity
 
     context = _context()
+    batching = None
     if source == "log":
         from datetime import timedelta
 
@@ -718,11 +721,13 @@ def capacity_plan(
             np.asarray(served, dtype=float), f"the prediction log ({len(served)} answers, last {since_minutes:g} min)"
         )
     elif source == "benchmark":
-        with console.status(f"Timing {requests} requests to a gateway started for the champion..."):
-            service = ServiceTimes(_time_a_gateway(context, requests), f"a built-in benchmark ({requests} requests)")
+        with console.status(f"Timing {requests} requests and bursts to a gateway started for the champion..."):
+            serial, bursts = _time_a_gateway(context, requests)
+        service = ServiceTimes(serial, f"a built-in benchmark ({requests} requests)")
+        batching = BatchCost.fit(bursts, "a built-in benchmark (bursts of concurrent requests)")
     else:
         raise CapacityError(f"unknown --source {source!r}; use benchmark or log.")
-    plan = plan_capacity(rate, slo_p95_ms, service, headroom=headroom, max_replicas=max_replicas)
+    plan = plan_capacity(rate, slo_p95_ms, service, headroom=headroom, max_replicas=max_replicas, batching=batching)
     if as_json:
         print(json.dumps(plan.to_json(), indent=2))
         return
@@ -731,14 +736,15 @@ def capacity_plan(
     print_capacity_plan(console, plan)
 
 
-def _time_a_gateway(context: ProjectContext, requests: int) -> Any:
-    """Start `mlops serve` on a free 127.0.0.1 port, time ``requests`` single-record requests, stop it."""
+def _time_a_gateway(context: ProjectContext, requests: int) -> tuple[Any, dict[int, list[float]]]:
+    """Start `mlops serve` on a free 127.0.0.1 port, time ``requests`` single-record requests one at a time and
+    bursts of concurrent ones (the batch cost), stop it."""
     import subprocess
     import time
 
     import httpx
 
-    from deployments.capacity import measure_service_times
+    from deployments.capacity import measure_batch_times, measure_service_times
     from deployments.replay import records_from
     from deployments.serve import free_port
     from training.data import load_data
@@ -766,7 +772,9 @@ def _time_a_gateway(context: ProjectContext, requests: int) -> Any:
                 )
             time.sleep(0.3)
         frame = load_data(config).frame
-        return measure_service_times(url, records_from(frame, config.data.features), count=requests)
+        records = records_from(frame, config.data.features)
+        serial = measure_service_times(url, records, count=requests)
+        return serial, measure_batch_times("127.0.0.1", port, records)
     finally:
         proc.terminate()
         try:

@@ -114,6 +114,12 @@ def print_capacity_plan(console: Console, plan: CapacityPlan) -> None:
         f"Service time per request: mean {service['mean_ms']} ms, p95 {service['p95_ms']} ms over "
         f"{service['samples']} measurements from {service['source']}."
     )
+    if plan.batching is not None:
+        cost = plan.batching
+        console.print(
+            f"Batch of b requests: {cost.fixed_ms:.2f} + {cost.per_request_ms:.2f} * b ms (a replica saturates at "
+            f"{cost.saturation_rate:.0f} requests/s)."
+        )
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
@@ -126,11 +132,12 @@ def print_capacity_plan(console: Console, plan: CapacityPlan) -> None:
         "p95 wait ms",
         "mean response ms",
         "p95 response ms",
+        "mean batch",
         title=f"{plan.planned_rate:g} requests/s ({plan.rate:g} + {plan.headroom:.0%} headroom)",
     )
     for row in plan.rows:
         if row.saturated:
-            table.add_row(str(row.replicas), f"{row.utilisation:.0%}", "saturated", "-", "-", "-", "-")
+            table.add_row(str(row.replicas), f"{row.utilisation:.0%}", "saturated", "-", "-", "-", "-", "-")
             continue
         marker = " <" if row.replicas == plan.replicas else ""
         table.add_row(
@@ -141,6 +148,7 @@ def print_capacity_plan(console: Console, plan: CapacityPlan) -> None:
             ms(row.p95_wait_ms),
             ms(row.mean_response_ms),
             ms(row.p95_response_ms),
+            "1" if row.batch_size is None else f"{row.batch_size:.1f}",
         )
     console.print(table)
     console.print(f"[bold]{plan.summary}[/bold]")

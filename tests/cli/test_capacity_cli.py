@@ -25,6 +25,12 @@ def test_a_plan_from_a_measured_gateway_feeds_the_manifests(
     chosen = next(r for r in plan["rows"] if r["replicas"] == plan["replicas"])
     assert chosen["p95_response_ms"] <= 250 and chosen["rate"] == pytest.approx(48.0)
     assert plan["assumptions"] and plan["summary"].startswith(f"{plan['replicas']} replica(s)")
+    # the gateway was also timed in bursts it batches: a batch of 16 costs less than 16 single requests
+    cost = plan["batch_cost"]
+    assert set(cost["measured_ms"]) == {"1", "2", "4", "8", "16"} and cost["per_request_ms"] > 0
+    assert cost["measured_ms"]["16"] < 16 * cost["measured_ms"]["1"]
+    assert plan["saturation_rate_per_replica"] == pytest.approx(1000 / cost["per_request_ms"], rel=0.01)
+    assert chosen["batch_size"] >= 1 and "fixed point" in " ".join(plan["assumptions"])
 
     path = tmp_path / "plan.json"
     path.write_text(done.stdout)
