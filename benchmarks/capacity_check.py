@@ -33,23 +33,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.gateway_throughput import (  # noqa: E402
-    BIN,
+from common import (
+    REPO,
     Processes,
-    Server,
     _read_response,
     feature_rows,
     free_port,
+    gateway_command,
     interruptible,
     machine_facts,
     make_home,
     pinned,
+    post_requests,
     server_env,
-    wait_until_answers,
+    start_server,
     write_bodies,
     write_json,
 )
@@ -125,18 +122,11 @@ async def _serial(spec: dict[str, Any]) -> list[float]:
 
 def loadgen_main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    bodies = [line.encode() for line in Path(spec["bodies"]).read_text().splitlines() if line]
-    spec["requests"] = [
-        (
-            f"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{spec['port']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
-        ).encode()
-        + b
-        for b in bodies
-    ]
+    spec["requests"] = post_requests(Path(spec["bodies"]), spec["port"])
     if spec["mode"] == "batches":
         from deployments.capacity import measure_batch_times
 
+        bodies = [line for line in Path(spec["bodies"]).read_text().splitlines() if line]
         records = [json.loads(b)["records"][0] for b in bodies]
         result: Any = measure_batch_times("127.0.0.1", spec["port"], records)
     else:
@@ -167,14 +157,12 @@ def check_workers(
     from deployments.capacity import BatchCost, ServiceTimes, batched_queue_at, queue_at
 
     port = free_port()
-    cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
-    # one worker pinned to core 0 and the load generator to core 1; two workers get both cores, shared with it
-    cmd = pinned(cmd, "0") if workers == 1 else cmd
     log_path = workdir / f"gateway-{workers}.log"
-    server = Server(
-        f"mlops serve --workers {workers}", procs.start(cmd, env, log_path), port, log_path, time.monotonic()
-    )
-    wait_until_answers(server, "/v1/predict", bodies.read_text().splitlines()[0].encode())
+    first_body = bodies.read_text().splitlines()[0].encode()
+    # one worker pinned to core 0 and the load generator to core 1; two workers get both cores, shared with it
+    cpu = "0" if workers == 1 else None
+    cmd, name = gateway_command(port, workers), f"mlops serve --workers {workers}"
+    server = start_server(procs, name, cmd, env, port, log_path, "/v1/predict", first_body, cpu)
     try:
         base = {"port": port, "bodies": str(bodies)}
         serial = run_loadgen({**base, "mode": "serial", "count": args.serial}, workdir)

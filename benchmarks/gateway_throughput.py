@@ -43,43 +43,41 @@ access log), measured the same way, with the bytes each wrote to its log file pe
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
-import platform
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # runnable as a plain script from the repository root
-    sys.path.insert(0, str(REPO))
+import mlserver_baseline  # benchmarks/ is on the path when run as a script
+from common import (
+    BIN,
+    MODEL_NAME,
+    SERVER_CPU,
+    BenchmarkRun,
+    Processes,
+    Server,
+    feature_rows,
+    fmt,
+    free_port,
+    gateway_command,
+    has_taskset,
+    load,
+    make_home,
+    run_benchmark,
+    server_env,
+    start_server,
+    write_bodies,
+)
 
-import mlserver_baseline  # noqa: E402  (benchmarks/ is on the path when run as a script)
-
-BIN = Path(sys.executable).parent  # the virtualenv's bin: mlops, mlflow, uvicorn
-RESULTS = REPO / "benchmarks" / "results"
-CONFIG = REPO / "config" / "project.yaml"
-MODEL_NAME = "breast-cancer-classifier"
-SERVER_CPU, CLIENT_CPU = "0", "1"
 TARGET_VS_MLFLOW = 10.0
 TARGET_VS_MINIMAL = 0.8
 TARGET_OVERHEAD_MS = 1.0
 TARGET_VS_MLSERVER = 5.0  # issue 12: single-row throughput at 8 clients, with and without a live canary
 TARGET_CANARY_SHARE = 0.8  # throughput with a live canary, against no rollout
-LOADGENS: set[subprocess.Popen[bytes]] = set()  # running load generators, killed on interruption
-VERSION_RE = re.compile(rb'"model_version":"([^"]*)"')
 
 MINIMAL_APP = '''
 """The best you could hand-write: load the model once, predict inline, answer JSON."""
@@ -103,227 +101,6 @@ async def predict(request: Request) -> Response:
 '''
 
 
-# ---- load generator (stdlib only; runs in its own pinned process) ------------------------------------------------
-def _percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = min(len(sorted_values) - 1, max(0, round(q / 100.0 * (len(sorted_values) - 1))))
-    return sorted_values[k]
-
-
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """One HTTP/1.1 response: (status, body, server keeps the connection open)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length, chunked, close = None, False, False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        name = name.strip().lower()
-        if name == b"content-length":
-            length = int(value)
-        elif name == b"transfer-encoding" and b"chunked" in value.lower():
-            chunked = True
-        elif name == b"connection" and b"close" in value.lower():
-            close = True
-    if chunked:
-        parts = []
-        while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
-            if size == 0:
-                await reader.readline()
-                break
-            parts.append(await reader.readexactly(size))
-            await reader.readline()
-        body = b"".join(parts)
-    elif length is not None:
-        body = await reader.readexactly(length)
-    else:
-        body = await reader.read()
-        close = True
-    return status, body, not close
-
-
-async def _client(spec: dict[str, Any], index: int, deadline: float, out: dict[str, Any]) -> None:
-    host, port, requests = spec["host"], spec["port"], spec["requests"]
-    trace = spec.get("trace", False)
-    i = index * 7919
-    reader = writer = None
-    cap = spec.get("max_requests") or float("inf")
-    while time.monotonic() < deadline and len(out["latencies"]) < cap:
-        request = requests[i % len(requests)]
-        i += 1
-        started = time.monotonic()
-        try:
-            if writer is None:
-                reader, writer = await asyncio.open_connection(host, port)
-            assert reader is not None
-            writer.write(request)
-            status, body, keep = await asyncio.wait_for(_read_response(reader), timeout=spec.get("timeout", 30))
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            status, body, keep = 0, b"", False
-        done = time.monotonic()
-        out["latencies"].append(done - started)
-        if status != 200:
-            out["errors"] += 1
-            out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
-        if trace:
-            m = VERSION_RE.search(body)
-            out["trace"].append((started, done, status, m.group(1).decode() if m else None))
-        if not keep and writer is not None:
-            writer.close()
-            reader = writer = None
-            if status == 0:
-                await asyncio.sleep(0.01)  # refused or reset: do not spin while a server is down
-    if writer is not None:
-        writer.close()
-
-
-async def _load(spec: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"latencies": [], "errors": 0, "statuses": {}, "trace": []}
-    started = time.monotonic()
-    deadline = started + spec["seconds"]
-    await asyncio.gather(*(_client(spec, k, deadline, out) for k in range(spec["concurrency"])))
-    elapsed = time.monotonic() - started
-    lat = sorted(x * 1000.0 for x in out["latencies"])
-    result = {
-        "requests": len(lat),
-        "seconds": elapsed,
-        "rps": len(lat) / elapsed if elapsed else 0.0,
-        "errors": out["errors"],
-        "statuses": out["statuses"],
-        "p50_ms": _percentile(lat, 50),
-        "p95_ms": _percentile(lat, 95),
-        "p99_ms": _percentile(lat, 99),
-        "max_ms": lat[-1] if lat else None,
-        "latencies_ms": [round(x, 4) for x in lat],
-    }
-    if spec.get("trace"):
-        result["trace"] = out["trace"]
-    return result
-
-
-def loadgen_main(spec_path: str) -> None:
-    """Entry point of the load-generator process: read the spec, run, print JSON on stdout."""
-    spec = json.loads(Path(spec_path).read_text())
-    bodies = [line.encode() for line in Path(spec["bodies"]).read_text().splitlines() if line]
-    spec["requests"] = [
-        (
-            f"POST {spec['path']} HTTP/1.1\r\nHost: {spec['host']}:{spec['port']}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(b)}\r\n\r\n"
-        ).encode()
-        + b
-        for b in bodies
-    ]
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    if spec.get("start_at"):  # a shared monotonic instant (CLOCK_MONOTONIC is system-wide on Linux)
-        time.sleep(max(0.0, spec["start_at"] - time.monotonic()))
-    result = asyncio.run(_load(spec))
-    sys.stdout.write(json.dumps(result))
-
-
-# ---- orchestration helpers (shared with promotion_latency.py) ----------------------------------------------------
-def has_taskset() -> bool:
-    return shutil.which("taskset") is not None
-
-
-def pinned(cmd: list[str], cpu: str) -> list[str]:
-    return ["taskset", "-c", cpu, *cmd] if has_taskset() and (os.cpu_count() or 1) > int(cpu) else cmd
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    name: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-    started_at: float
-    ready_after: float | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass
-class Processes:
-    """Every process the benchmark started, so all of them stop on success, error, Ctrl-C or SIGTERM."""
-
-    running: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, cmd: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-        log = log_path.open("ab")
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # one process group per server: stop() signals the server and its children
-        )
-        log.close()
-        self.running.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
-        """SIGTERM the process group (mlflow's CLI runs uvicorn as a child), then SIGKILL whatever is left."""
-        _signal_group(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=timeout)
-        deadline = time.monotonic() + timeout  # the group may outlive its leader (a child uvicorn)
-        while _signal_group(proc.pid, 0) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        _signal_group(proc.pid, signal.SIGKILL)
-        if proc in self.running:
-            self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(LOADGENS):
-            proc.kill()
-            proc.communicate()
-            LOADGENS.discard(proc)
-        for proc in list(self.running):
-            self.stop(proc)
-
-
-def _signal_group(pgid: int, sig: int) -> bool:
-    try:
-        os.killpg(pgid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-@contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGTERM (and SIGINT, even when started with it ignored) into KeyboardInterrupt, so ``finally`` blocks
-    stop the servers."""
-
-    def handler(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def session_cpu_seconds(leader_pid: int) -> float:
     """User + system CPU of every live process in the leader's session (the server and its children)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -339,39 +116,6 @@ def session_cpu_seconds(leader_pid: int) -> float:
         if int(fields[3]) == leader_pid:  # session id (start_new_session: the leader's pid)
             total += int(fields[11]) + int(fields[12])
     return total / tick
-
-
-def make_home(root: Path, config_path: Path = CONFIG) -> dict[str, Any]:
-    """A project home with champion v1 (1.0.0) and challenger v2 (1.1.0, C=0.5), trained and registered for real.
-
-    The same steps as ``tests/gateway_fixtures.py::register`` (the project's own functions, no Prefect), so a fresh
-    home costs seconds instead of the demo's half minute. Sets MLOPS_HOME/MLOPS_CONFIG/MLFLOW_TRACKING_URI here.
-    """
-    home = root / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["MLOPS_HOME"] = str(home)
-    os.environ["MLOPS_CONFIG"] = str(config_path)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from core.config import load_config
-    from core.settings import get_settings
-    from core.store.requests import ProjectStore
-    from core.tracking import configure_mlflow
-    from model_registry.registry import ModelRegistry
-    from tests.helpers import train_and_register
-
-    settings = get_settings()
-    settings.ensure_home()
-    config = load_config(config_path)
-    client = configure_mlflow(settings)
-    registry = ModelRegistry(config.model_name, ProjectStore(settings.store_url), client)
-    versions = {
-        alias: train_and_register(
-            settings, config, semver, alias, actor="benchmark", description=f"benchmark model {semver}", **params
-        )
-        for semver, params, alias in (("1.0.0", {}, "champion"), ("1.1.0", {"C": 0.5}, "challenger"))
-    }
-    return {"home": home, "settings": settings, "config": config, "registry": registry, "versions": versions}
 
 
 def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records: Path) -> list[tuple[Any, ...]]:
@@ -390,8 +134,16 @@ def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records:
         setup["config"].model_name, "canary", versions["champion"], versions["challenger"], percent, policy, "bench"
     )
     port = free_port()
-    cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    return [(f"mlops gateway, {percent:g}% canary live", cmd, server_env(copy), port, "/v1/predict", records)]
+    return [
+        (
+            f"mlops gateway, {percent:g}% canary live",
+            gateway_command(port),
+            server_env(copy),
+            port,
+            "/v1/predict",
+            records,
+        )
+    ]
 
 
 def mlserver_target(workdir: Path, rows: list[dict[str, float]]) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
@@ -412,165 +164,6 @@ def mlserver_target(workdir: Path, rows: list[dict[str, float]]) -> tuple[list[t
     name = "MLServer 1.7 (adaptive batching)"
     spec = (name, mlserver_baseline.command(root), env, ports["http"], mlserver_baseline.INFER_PATH, bodies)
     return [spec], {"versions": versions, "settings": str(root)}
-
-
-def feature_rows(n: int = 64) -> list[dict[str, float]]:
-    from training.datasets import breast_cancer
-
-    frame = breast_cancer()
-    features = [c for c in frame.columns if c != "diagnosis"]
-    return [{k: float(v) for k, v in row.items()} for row in frame[features].head(n).to_dict("records")]
-
-
-def write_bodies(path: Path, rows: list[dict[str, float]], key: str) -> Path:
-    path.write_text("\n".join(json.dumps({key: [row]}, separators=(",", ":")) for row in rows) + "\n")
-    return path
-
-
-def server_env(home: Path, config_path: Path = CONFIG) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        MLOPS_HOME=str(home),
-        MLOPS_CONFIG=str(config_path),
-        MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}",
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # mlflow's CLI execs `uvicorn` from PATH
-        GX_ANALYTICS_ENABLED="false",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("MLOPS_GATEWAY_TOKEN", None)
-    return env
-
-
-def post_once(url: str, body: bytes, timeout: float = 2.0) -> tuple[int, bytes]:
-    import http.client
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request("POST", parts.path, body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_until_answers(server: Server, path: str, body: bytes, timeout: float = 120.0) -> float:
-    """Poll with a real prediction until it answers 200; returns seconds since the process was started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}; see {server.log_path}")
-        try:
-            status, _ = post_once(server.url + path, body, timeout=2.0)
-            if status == 200:
-                server.ready_after = time.monotonic() - server.started_at
-                return server.ready_after
-        except OSError:
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"{server.name} did not answer within {timeout:.0f} s; see {server.log_path}")
-
-
-def run_load(
-    port: int,
-    path: str,
-    bodies: Path,
-    seconds: float,
-    concurrency: int,
-    workdir: Path,
-    trace: bool = False,
-    start_at: float | None = None,
-    max_requests: int | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start the load generator pinned to the client core; ``finish_load`` collects its JSON. It stops after
-    ``seconds`` or ``max_requests`` answers, whichever comes first."""
-    spec = {
-        "max_requests": max_requests,
-        "host": "127.0.0.1",
-        "port": port,
-        "path": path,
-        "bodies": str(bodies),
-        "seconds": seconds,
-        "concurrency": concurrency,
-        "trace": trace,
-        "start_at": start_at,
-    }
-    spec_path = workdir / f"loadgen-{port}-{time.monotonic_ns()}.json"
-    spec_path.write_text(json.dumps(spec))
-    cmd = pinned([sys.executable, str(Path(__file__).resolve()), "--loadgen", str(spec_path)], CLIENT_CPU)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-    LOADGENS.add(proc)
-    return proc
-
-
-def finish_load(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise RuntimeError("load generator did not finish in time") from None
-    finally:
-        LOADGENS.discard(proc)
-    if proc.returncode != 0:
-        raise RuntimeError(f"load generator failed: {err.decode()[-2000:]}")
-    result: dict[str, Any] = json.loads(out)
-    return result
-
-
-def load(
-    port: int,
-    path: str,
-    bodies: Path,
-    seconds: float,
-    concurrency: int,
-    workdir: Path,
-    max_requests: int | None = None,
-) -> dict[str, Any]:
-    proc = run_load(port, path, bodies, seconds, concurrency, workdir, max_requests=max_requests)
-    return finish_load(proc, timeout=seconds + 60)
-
-
-def machine_facts() -> dict[str, Any]:
-    import fastapi
-    import mlflow
-    import sklearn
-    import uvicorn
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": _cpu_model(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "mlflow": mlflow.__version__,
-        "fastapi": fastapi.__version__,
-        "uvicorn": uvicorn.__version__,
-        "scikit_learn": sklearn.__version__,
-        "loadavg_at_end": os.getloadavg(),  # other work on the machine shares the cores: see the README
-        "pinning": (
-            f"taskset: servers on core {SERVER_CPU}, load generator on core {CLIENT_CPU}"
-            if has_taskset() and (os.cpu_count() or 1) > 1
-            else "no taskset (or one core): servers and load generator are not pinned"
-        ),
-    }
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
-
-
-def write_json(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / name
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    return path
 
 
 # ---- in-process measurements -------------------------------------------------------------------------------------
@@ -641,9 +234,10 @@ def start_target(
 ) -> Server:
     """Start one server pinned to the server core and wait until it answers a real prediction."""
     log_path = workdir / f"{name.split()[0]}.log"
-    server = Server(name, procs.start(pinned(cmd, SERVER_CPU), env, log_path), port, log_path, time.monotonic())
-    ready = wait_until_answers(server, path, bodies.read_text().splitlines()[0].encode())
-    print(f"  {name}: answering {ready:.1f} s after start", flush=True)
+    server = start_server(
+        procs, name, cmd, env, port, log_path, path, bodies.read_text().splitlines()[0].encode(), SERVER_CPU
+    )
+    print(f"  {name}: answering {server.ready_after:.1f} s after start", flush=True)
     return server
 
 
@@ -713,10 +307,6 @@ def measure_all(
         )
         out[name] = {"startup_to_first_answer_s": server.ready_after, "loaded": merged, "serial": one}
     return out
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
@@ -907,99 +497,84 @@ def main(argv: list[str] | None = None) -> int:
     args.max_requests = max(args.max_requests, args.rounds)
 
     if args.log_formats:
-        return log_formats_main(args)
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    procs = Processes()
-    started = time.monotonic()
-    load_at_start = os.getloadavg()
-    try:
-        with interruptible():
-            print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
-            setup = make_home(workdir)
-            home: Path = setup["home"]
-            rows = feature_rows()
-            records = write_bodies(workdir / "records.jsonl", rows, "records")
-            dataframe_records = write_bodies(workdir / "dataframe_records.jsonl", rows, "dataframe_records")
-            env = server_env(home)
+        return run_benchmark(
+            "gateway_throughput.py",
+            argv,
+            lambda run: log_formats(run, args),
+            prefix="mlops-bench-logs-",
+            keep=args.keep,
+        )
+    return run_benchmark("gateway_throughput.py", argv, lambda run: compare_servers(run, args), keep=args.keep)
 
-            print("In-process predict latency", flush=True)
-            inproc = in_process(rows, args.iterations, args.rounds)
 
-            app_dir = workdir / "minimal"
-            app_dir.mkdir()
-            (app_dir / "minimal_app.py").write_text(textwrap.dedent(MINIMAL_APP))
-            minimal_env = {**env, "BENCH_MODEL_URI": f"models:/{MODEL_NAME}@champion"}
-            ports = {k: free_port() for k in ("gateway", "mlflow", "minimal")}
-            host, one = ["--host", "127.0.0.1"], ["--workers", "1"]
-            gateway_cmd = [str(BIN / "mlops"), "serve", *host, "--port", str(ports["gateway"]), *one]
-            mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion"]
-            mlflow_cmd += ["--env-manager", "local", "-p", str(ports["mlflow"]), *host, *one]
-            minimal_cmd = [sys.executable, "-m", "uvicorn", "minimal_app:app", "--app-dir", str(app_dir)]
-            minimal_cmd += [*host, "--port", str(ports["minimal"]), *one, "--log-level", "warning", "--no-access-log"]
-            mlserver_spec, mlserver_facts = mlserver_target(workdir, rows) if args.mlserver else ([], {})
-            targets_spec = [
-                ("mlops gateway", gateway_cmd, env, ports["gateway"], "/v1/predict", records),
-                *canary_target(setup, workdir, args.canary, records),
-                *mlserver_spec,
-                ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
-                ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
-            ]
-            servers: dict[str, tuple[Server, str, Path]] = {}
-            print("Starting the servers one after the other (each pinned, each answering before the next starts)")
-            for name, cmd, target_env, port, path, bodies in targets_spec:
-                try:
-                    server = start_target(procs, name, cmd, target_env, port, path, bodies, workdir)
-                except RuntimeError as err:
-                    if not any(spec[0] == name for spec in mlserver_spec):
-                        raise
-                    log_tail = (workdir / f"{name.split()[0]}.log").read_text()[-1500:]
-                    print(f"  {name} did not start: {err}\n{log_tail}", flush=True)
-                    mlserver_facts["unavailable"] = f"MLServer did not start: {err}; log tail: {log_tail}"
-                    continue
-                servers[name] = (server, path, bodies)
-            print("Measuring", flush=True)
-            http = measure_all(servers, args, workdir)
-            for server, _, _ in servers.values():
-                procs.stop(server.proc)
+def compare_servers(run: BenchmarkRun, args: argparse.Namespace) -> int:
+    """The gateway, its canary, MLServer, ``mlflow models serve`` and the minimal app, then in-process predict."""
+    workdir, procs = run.workdir, run.procs
+    print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
+    setup = make_home(workdir)
+    home: Path = setup["home"]
+    rows = feature_rows()
+    records = write_bodies(workdir / "records.jsonl", rows, "records")
+    dataframe_records = write_bodies(workdir / "dataframe_records.jsonl", rows, "dataframe_records")
+    env = server_env(home)
 
-            results: dict[str, Any] = {
-                "benchmark": "gateway_throughput",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(
-                    ["python benchmarks/gateway_throughput.py", *(sys.argv[1:] if argv is None else argv)]
-                ),
-                "loadavg_at_start": load_at_start,
-                "seconds": args.seconds,
-                "rounds": args.rounds,
-                "warmup_seconds": args.warmup,
-                "serial_seconds": args.serial_seconds,
-                "concurrency": args.concurrency,
-                "machine": machine_facts(),
-                "model": f"models:/{MODEL_NAME}@champion (v{setup['versions']['champion']})",
-                "http": http,
-                "in_process": inproc,
-                "mlserver": mlserver_facts,
-                "max_requests": args.max_requests,
-            }
-            results["targets"] = targets(results)
-            results["context"] = context(results)
-            results["wall_seconds"] = time.monotonic() - started
-            table = report(results, args)
-            results["table_markdown"] = table
-            path = write_json("gateway_throughput.json", results)
-            print()
-            print(table)
-            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
-            return 0
-    except KeyboardInterrupt:
-        print("interrupted: stopping servers", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    print("In-process predict latency", flush=True)
+    inproc = in_process(rows, args.iterations, args.rounds)
+
+    app_dir = workdir / "minimal"
+    app_dir.mkdir()
+    (app_dir / "minimal_app.py").write_text(textwrap.dedent(MINIMAL_APP))
+    minimal_env = {**env, "BENCH_MODEL_URI": f"models:/{MODEL_NAME}@champion"}
+    ports = {k: free_port() for k in ("gateway", "mlflow", "minimal")}
+    host, one = ["--host", "127.0.0.1"], ["--workers", "1"]
+    mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion"]
+    mlflow_cmd += ["--env-manager", "local", "-p", str(ports["mlflow"]), *host, *one]
+    minimal_cmd = [sys.executable, "-m", "uvicorn", "minimal_app:app", "--app-dir", str(app_dir)]
+    minimal_cmd += [*host, "--port", str(ports["minimal"]), *one, "--log-level", "warning", "--no-access-log"]
+    mlserver_spec, mlserver_facts = mlserver_target(workdir, rows) if args.mlserver else ([], {})
+    targets_spec = [
+        ("mlops gateway", gateway_command(ports["gateway"]), env, ports["gateway"], "/v1/predict", records),
+        *canary_target(setup, workdir, args.canary, records),
+        *mlserver_spec,
+        ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
+        ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
+    ]
+    servers: dict[str, tuple[Server, str, Path]] = {}
+    print("Starting the servers one after the other (each pinned, each answering before the next starts)")
+    for name, cmd, target_env, port, path, bodies in targets_spec:
+        try:
+            server = start_target(procs, name, cmd, target_env, port, path, bodies, workdir)
+        except RuntimeError as err:
+            if not any(spec[0] == name for spec in mlserver_spec):
+                raise
+            log_tail = (workdir / f"{name.split()[0]}.log").read_text()[-1500:]
+            print(f"  {name} did not start: {err}\n{log_tail}", flush=True)
+            mlserver_facts["unavailable"] = f"MLServer did not start: {err}; log tail: {log_tail}"
+            continue
+        servers[name] = (server, path, bodies)
+    print("Measuring", flush=True)
+    http = measure_all(servers, args, workdir)
+    for server, _, _ in servers.values():
+        procs.stop(server.proc)
+
+    fields = {
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "warmup_seconds": args.warmup,
+        "serial_seconds": args.serial_seconds,
+        "concurrency": args.concurrency,
+        "model": f"models:/{MODEL_NAME}@champion (v{setup['versions']['champion']})",
+        "http": http,
+        "in_process": inproc,
+        "mlserver": mlserver_facts,
+        "max_requests": args.max_requests,
+    }
+    results = run.results("gateway_throughput", fields)
+    results["targets"] = targets(results)
+    results["context"] = context(results)
+    table = report(results, args)
+    results["table_markdown"] = table
+    return run.finish(results, "gateway_throughput.json", table)
 
 
 LOG_VARIANTS = {  # target name -> (log file stem, environment of the gateway)
@@ -1010,72 +585,49 @@ LOG_VARIANTS = {  # target name -> (log file stem, environment of the gateway)
 TARGET_LOG_COST = 0.10  # issue 11: log volume under load costs at most 10% of throughput
 
 
-def log_formats_main(args: argparse.Namespace) -> int:
+def log_formats(run: BenchmarkRun, args: argparse.Namespace) -> int:
     """The gateway with each of LOG_VARIANTS, measured in interleaved rounds like the main benchmark."""
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-logs-"))
-    procs = Processes()
-    started = time.monotonic()
-    load_at_start = os.getloadavg()
-    try:
-        with interruptible():
-            print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
-            setup = make_home(workdir)
-            records = write_bodies(workdir / "records.jsonl", feature_rows(), "records")
-            base_env = server_env(setup["home"])
-            for var in ("MLOPS_LOG_FORMAT", "MLOPS_ACCESS_LOG", "MLOPS_LOG_LEVEL"):
-                base_env.pop(var, None)
-            print("In-process CPU time of one access line", flush=True)
-            per_line = access_line_cpu_us(workdir)
-            servers: dict[str, tuple[Server, str, Path]] = {}
-            first_body = records.read_text().splitlines()[0].encode()
-            for name, (stem, extra) in LOG_VARIANTS.items():
-                port = free_port()
-                cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-                log_path = workdir / f"gateway-{stem}.log"  # what a container runtime would collect
-                proc = procs.start(pinned(cmd, SERVER_CPU), {**base_env, **extra}, log_path)
-                server = Server(name, proc, port, log_path, time.monotonic())
-                print(f"  {name}: answering {wait_until_answers(server, '/v1/predict', first_body):.1f} s after start")
-                servers[name] = (server, "/v1/predict", records)
-            sizes_before = {name: server.log_path.stat().st_size for name, (server, _, _) in servers.items()}
-            print("Measuring", flush=True)
-            http = measure_all(servers, args, workdir)
-            for name, (server, _, _) in servers.items():
-                procs.stop(server.proc)
-                answered = http[name]["loaded"]["requests"] + http[name]["serial"]["requests"]
-                written = server.log_path.stat().st_size - sizes_before[name]
-                http[name]["log_bytes_per_request"] = written / max(answered, 1)
-            text, json_on = (http[n]["loaded"] for n in list(LOG_VARIANTS)[:2])
-            results: dict[str, Any] = {
-                "benchmark": "gateway_logs",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": "python benchmarks/gateway_throughput.py " + " ".join(sys.argv[1:]),
-                "loadavg_at_start": load_at_start,
-                "seconds": args.seconds,
-                "concurrency": args.concurrency,
-                "machine": machine_facts(),
-                "http": http,
-                "access_line_cpu_us": per_line,
-                "cost_rps": 1.0 - json_on["rps"] / text["rps"],
-                "cost_requests_per_cpu_second": 1.0
-                - json_on["requests_per_cpu_second"] / text["requests_per_cpu_second"],
-                "wall_seconds": time.monotonic() - started,
-            }
-            table = log_report(results, args)
-            results["table_markdown"] = table
-            path = write_json("gateway_logs.json", results)
-            print()
-            print(table)
-            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
-            return 0
-    except KeyboardInterrupt:
-        print("interrupted: stopping servers", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    workdir, procs = run.workdir, run.procs
+    print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
+    setup = make_home(workdir)
+    records = write_bodies(workdir / "records.jsonl", feature_rows(), "records")
+    base_env = server_env(setup["home"])
+    for var in ("MLOPS_LOG_FORMAT", "MLOPS_ACCESS_LOG", "MLOPS_LOG_LEVEL"):
+        base_env.pop(var, None)
+    print("In-process CPU time of one access line", flush=True)
+    per_line = access_line_cpu_us(workdir)
+    servers: dict[str, tuple[Server, str, Path]] = {}
+    first_body = records.read_text().splitlines()[0].encode()
+    for name, (stem, extra) in LOG_VARIANTS.items():
+        port = free_port()
+        log_path = workdir / f"gateway-{stem}.log"  # what a container runtime would collect
+        env = {**base_env, **extra}
+        server = start_server(
+            procs, name, gateway_command(port), env, port, log_path, "/v1/predict", first_body, SERVER_CPU
+        )
+        print(f"  {name}: answering {server.ready_after:.1f} s after start")
+        servers[name] = (server, "/v1/predict", records)
+    sizes_before = {name: server.log_path.stat().st_size for name, (server, _, _) in servers.items()}
+    print("Measuring", flush=True)
+    http = measure_all(servers, args, workdir)
+    for name, (server, _, _) in servers.items():
+        procs.stop(server.proc)
+        answered = http[name]["loaded"]["requests"] + http[name]["serial"]["requests"]
+        written = server.log_path.stat().st_size - sizes_before[name]
+        http[name]["log_bytes_per_request"] = written / max(answered, 1)
+    text, json_on = (http[n]["loaded"] for n in list(LOG_VARIANTS)[:2])
+    fields = {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "http": http,
+        "access_line_cpu_us": per_line,
+        "cost_rps": 1.0 - json_on["rps"] / text["rps"],
+        "cost_requests_per_cpu_second": 1.0 - json_on["requests_per_cpu_second"] / text["requests_per_cpu_second"],
+    }
+    results = run.results("gateway_logs", fields)
+    table = log_report(results, args)
+    results["table_markdown"] = table
+    return run.finish(results, "gateway_logs.json", table)
 
 
 def access_line_cpu_us(workdir: Path, lines: int = 20_000) -> dict[str, float]:
@@ -1135,7 +687,4 @@ def log_report(results: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--loadgen":
-        loadgen_main(sys.argv[2])
-    else:
-        sys.exit(main())
+    sys.exit(main())

@@ -30,38 +30,31 @@ import argparse
 import inspect
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from gateway_throughput import (
+from common import (
     BIN,
     CLIENT_CPU,
     MODEL_NAME,
-    REPO,
     SERVER_CPU,
+    BenchmarkRun,
     Processes,
-    Server,
     feature_rows,
     finish_load,
     fmt,
     free_port,
+    gateway_command,
     has_taskset,
-    interruptible,
-    machine_facts,
     make_home,
-    pinned,
+    run_benchmark,
     run_load,
     server_env,
-    wait_until_answers,
+    start_server,
     write_bodies,
-    write_json,
 )
 
 from deployments.gateway import Gateway
@@ -73,6 +66,7 @@ TARGET_FAILED = 0
 
 CUSTOM_POLL_GATEWAY = """
 import sys
+import time
 
 import uvicorn
 
@@ -89,9 +83,9 @@ uvicorn.run(create_app(gateway), host="127.0.0.1", port=int(sys.argv[2]), log_le
 """
 
 
-def gateway_command(poll_interval: float, port: int) -> list[str]:
+def polling_gateway(poll_interval: float, port: int) -> list[str]:
     if poll_interval == DEFAULT_POLL_S:  # the default: exactly what an operator runs
-        return [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+        return gateway_command(port)
     return [sys.executable, "-c", CUSTOM_POLL_GATEWAY, str(poll_interval), str(port)]
 
 
@@ -165,12 +159,21 @@ def measure_poll(
     versions = setup["versions"]
     port = free_port()
     log_path = workdir / f"gateway-poll-{poll_interval:g}.log"
-    cmd = pinned(gateway_command(poll_interval, port), SERVER_CPU)
-    started = time.monotonic()
-    proc = procs.start(cmd, server_env(home), log_path)
-    server = Server(f"gateway poll {poll_interval:g}s", proc, port, log_path, started)
+    first_body = records.read_text().splitlines()[0].encode()
+    cmd = polling_gateway(poll_interval, port)
+    server = start_server(
+        procs,
+        f"gateway poll {poll_interval:g}s",
+        cmd,
+        server_env(home),
+        port,
+        log_path,
+        "/v1/predict",
+        first_body,
+        SERVER_CPU,
+    )
     try:
-        ready = wait_until_answers(server, "/v1/predict", records.read_text().splitlines()[0].encode())
+        ready = server.ready_after
         spacing = max(args.spacing, 2.0 * poll_interval + 2.0)
         lead, tail = 2.0, spacing + poll_interval
         seconds = lead + spacing * args.promotions + tail
@@ -207,7 +210,7 @@ def measure_poll(
             registry.promote(versions["champion"], actor="benchmark", reason="restore after benchmark")
         return {
             "poll_interval_s": poll_interval,
-            "command": " ".join(gateway_command(poll_interval, port)[:3]) + " ...",
+            "command": " ".join(polling_gateway(poll_interval, port)[:3]) + " ...",
             "startup_to_first_answer_s": ready,
             "spacing_s": spacing,
             "traffic": result,
@@ -229,13 +232,11 @@ def mlflow_cold_starts(procs: Processes, home: Path, bodies: Path, n: int, workd
         cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion", "--env-manager"]
         cmd += ["local", "-p", str(port), "--host", "127.0.0.1", "--workers", "1"]
         log_path = workdir / f"mlflow-{k}.log"
-        started = time.monotonic()
-        proc = procs.start(pinned(cmd, SERVER_CPU), server_env(home), log_path)
-        server = Server("mlflow models serve", proc, port, log_path, started)
-        try:
-            times.append(wait_until_answers(server, "/invocations", body))
-        finally:
-            procs.stop(server.proc)
+        server = start_server(
+            procs, "mlflow models serve", cmd, server_env(home), port, log_path, "/invocations", body, SERVER_CPU
+        )
+        procs.stop(server.proc)
+        times.append(server.ready_after)
         print(f"  mlflow models serve cold start #{k + 1}: {times[-1]:.1f} s", flush=True)
     return times
 
@@ -292,80 +293,62 @@ def main(argv: list[str] | None = None) -> int:
     args.promotions = min(max(args.promotions, 1), 20)
     args.mlflow_starts = min(max(args.mlflow_starts, 0), 10)
 
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    procs = Processes()
-    started = time.monotonic()
-    load_at_start = os.getloadavg()
+    return run_benchmark("promotion_latency.py", argv, lambda run: measure(run, args), keep=args.keep)
+
+
+def measure(run: BenchmarkRun, args: argparse.Namespace) -> int:
+    """Each poll interval in turn, then the mlflow cold starts; this process off the server's core meanwhile."""
+    workdir, procs = run.workdir, run.procs
     previous_affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
-        with interruptible():
-            print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
-            setup = make_home(workdir)
-            rows = feature_rows()
-            records = write_bodies(workdir / "records.jsonl", rows, "records")
-            dataframe_records = write_bodies(workdir / "dataframe_records.jsonl", rows, "dataframe_records")
-            if previous_affinity is not None and has_taskset() and (os.cpu_count() or 1) > 1:
-                os.sched_setaffinity(0, {int(CLIENT_CPU)})  # promote() runs off the server's core too
-            gateway = []
-            for poll in (float(p) for p in args.polls.split(",") if p.strip()):
-                print(f"Gateway with poll interval {poll:g} s", flush=True)
-                gateway.append(measure_poll(procs, setup, poll, records, args, workdir))
-            print("mlflow models serve cold starts", flush=True)
-            cold = mlflow_cold_starts(procs, setup["home"], dataframe_records, args.mlflow_starts, workdir)
-
-            results: dict[str, Any] = {
-                "benchmark": "promotion_latency",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(
-                    ["python benchmarks/promotion_latency.py", *(sys.argv[1:] if argv is None else argv)]
-                ),
-                "loadavg_at_start": load_at_start,
-                "promotions": args.promotions,
-                "concurrency": args.concurrency,
-                "machine": machine_facts(),
-                "model": MODEL_NAME,
-                "versions": setup["versions"],
-                "gateway": gateway,
-                "mlflow_cold_start_s": cold,
-            }
-            checks = []
-            for r in gateway:
-                s = r["summary"]
-                worst = s["all_new_s"]["max"]
-                checks.append(
-                    {
-                        "name": f"poll {r['poll_interval_s']:g} s: 100% new version within {TARGET_SWITCH_S:g} s (max)",
-                        "value": f"{fmt(worst)} s",
-                        "met": worst is not None and worst <= TARGET_SWITCH_S and s["all_switched"],
-                    }
-                )
-                checks.append(
-                    {
-                        "name": f"poll {r['poll_interval_s']:g} s: failed requests during promotions",
-                        "value": str(s["failed_total"]),
-                        "met": s["failed_total"] <= TARGET_FAILED,
-                    }
-                )
-            results["targets"] = checks
-            results["wall_seconds"] = time.monotonic() - started
-            table = report(results) if cold else "(no mlflow cold starts measured)"
-            results["table_markdown"] = table
-            path = write_json("promotion_latency.json", results)
-            print()
-            print(table)
-            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
-            return 0
-    except KeyboardInterrupt:
-        print("interrupted: stopping servers", file=sys.stderr)
-        return 130
+        print(f"Setting up a project home with two registered versions in {workdir}", flush=True)
+        setup = make_home(workdir)
+        rows = feature_rows()
+        records = write_bodies(workdir / "records.jsonl", rows, "records")
+        dataframe_records = write_bodies(workdir / "dataframe_records.jsonl", rows, "dataframe_records")
+        if previous_affinity is not None and has_taskset() and (os.cpu_count() or 1) > 1:
+            os.sched_setaffinity(0, {int(CLIENT_CPU)})  # promote() runs off the server's core too
+        gateway = []
+        for poll in (float(p) for p in args.polls.split(",") if p.strip()):
+            print(f"Gateway with poll interval {poll:g} s", flush=True)
+            gateway.append(measure_poll(procs, setup, poll, records, args, workdir))
+        print("mlflow models serve cold starts", flush=True)
+        cold = mlflow_cold_starts(procs, setup["home"], dataframe_records, args.mlflow_starts, workdir)
     finally:
-        procs.stop_all()
         if previous_affinity is not None:
             os.sched_setaffinity(0, previous_affinity)
-        if args.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+    fields = {
+        "promotions": args.promotions,
+        "concurrency": args.concurrency,
+        "model": MODEL_NAME,
+        "versions": setup["versions"],
+        "gateway": gateway,
+        "mlflow_cold_start_s": cold,
+    }
+    results = run.results("promotion_latency", fields)
+    checks = []
+    for r in gateway:
+        s = r["summary"]
+        worst = s["all_new_s"]["max"]
+        checks.append(
+            {
+                "name": f"poll {r['poll_interval_s']:g} s: 100% new version within {TARGET_SWITCH_S:g} s (max)",
+                "value": f"{fmt(worst)} s",
+                "met": worst is not None and worst <= TARGET_SWITCH_S and s["all_switched"],
+            }
+        )
+        checks.append(
+            {
+                "name": f"poll {r['poll_interval_s']:g} s: failed requests during promotions",
+                "value": str(s["failed_total"]),
+                "met": s["failed_total"] <= TARGET_FAILED,
+            }
+        )
+    results["targets"] = checks
+    table = report(results) if cold else "(no mlflow cold starts measured)"
+    results["table_markdown"] = table
+    return run.finish(results, "promotion_latency.json", table)
 
 
 if __name__ == "__main__":

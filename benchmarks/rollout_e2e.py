@@ -38,29 +38,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
-from gateway_throughput import (
+from common import (
     BIN,
     CONFIG,
     REPO,
+    BenchmarkRun,
     Processes,
-    Server,
     free_port,
-    interruptible,
-    machine_facts,
+    gateway_command,
     make_home,
+    run_benchmark,
     server_env,
-    wait_until_answers,
-    write_json,
+    start_server,
 )
 from sklearn.base import BaseEstimator, ClassifierMixin
 
@@ -260,79 +257,70 @@ def main(argv: list[str] | None = None) -> int:
     args.good, args.slow = min(max(args.good, 0), 500), min(max(args.slow, 0), 500)
     args.rollout_timeout = min(max(args.rollout_timeout, 10.0), 600.0)
 
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-rollout-e2e-", dir="/tmp"))
     os.environ["MLOPS_TRUST_PICKLE"] = "1"  # this process and the gateway it starts, for this isolated home only
-    procs = Processes()
-    started = time.monotonic()
-    load_at_start = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    try:
-        with interruptible():
-            print(f"Isolated home {workdir} (MLOPS_TRUST_PICKLE=1 for it only); registering the champion", flush=True)
-            config_path = benchmark_config(workdir, args)
-            setup = make_home(workdir, config_path)
-            from core.names import CHAMPION
-            from services.context import open_context
+    return run_benchmark(
+        "rollout_e2e.py",
+        argv,
+        lambda run: rollouts(run, args, rows),
+        prefix="mlops-rollout-e2e-",
+        keep=args.keep,
+        interrupted=lambda: f"interrupted after {len(rows)} rollouts: stopping the gateway, traffic and busy-host",
+    )
 
-            context = open_context(setup["settings"])
-            busy = None if args.no_busy_host else start_busy_host(procs, workdir)
-            print(f"busy-host: {f'running, pid {busy.pid}' if busy else 'not running'}", flush=True)
-            port = free_port()
-            env = server_env(setup["home"], config_path)
-            cmd = [str(BIN / "mlops"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-            server = Server("gateway", procs.start(cmd, env, workdir / "gateway.log"), port, workdir / "gateway.log", 0)
-            server.started_at = time.monotonic()
-            body = json.dumps({"records": [dict.fromkeys(setup["config"].data.features, 1.0)]}).encode()
-            print(f"gateway answering {wait_until_answers(server, '/v1/predict', body):.1f} s after start", flush=True)
-            traffic = Traffic(procs, server.url, env, args.rate, workdir)
-            traffic.keep_running()
 
-            plan = [kind for i in range(max(args.good, args.slow)) for kind in ("good", "slow") if i < vars(args)[kind]]
-            for n, kind in enumerate(plan, start=1):
-                champion = context.registry.alias_version(CHAMPION)
-                t0 = time.monotonic()
-                version = register_challenger(setup, kind, 100 + n, args.slowdown)
-                result = {"kind": kind, "version": version, "register_seconds": round(time.monotonic() - t0, 2)}
-                result |= run_rollout(context, traffic, args)
-                if kind == "slow" and result["status"] == "promoted" and champion is not None:
-                    context.registry.promote(str(champion.version), actor="benchmark", reason="slow challenger missed")
-                rows.append(result)
-                print(
-                    f"[{n}/{len(plan)}] {kind} v{version}: {result['status']} after {result['seconds']:.1f} s "
-                    f"({result['challenger_answers']} challenger answers, {result['challenger_labels']} labels; "
-                    f"load {os.getloadavg()[0]:.1f}): {result['reason'][:160]}",
-                    flush=True,
-                )
-            summary = summarise(rows)
-            results = {
-                "benchmark": "rollout_e2e",
-                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(["python benchmarks/rollout_e2e.py", *(sys.argv[1:] if argv is None else argv)]),
-                "loadavg_at_start": load_at_start,
-                "busy_host": busy is not None,
-                "policy": yaml.safe_load(config_path.read_text())["rollout"],
-                "rate": args.rate,
-                "slowdown": args.slowdown,
-                "replay_restarts": traffic.restarts,
-                "machine": machine_facts(),
-                "summary": summary,
-                "targets": targets(summary),
-                "rollouts": rows,
-                "wall_seconds": round(time.monotonic() - started, 1),
-            }
-            path = write_json(Path(args.results).name, results)
-            print(json.dumps({"summary": summary, "targets": results["targets"]}, indent=2))
-            print(f"\nWrote {path.relative_to(REPO)} ({results['wall_seconds']:.0f} s)")
-            return 0
-    except KeyboardInterrupt:
-        print(f"interrupted after {len(rows)} rollouts: stopping the gateway, traffic and busy-host", file=sys.stderr)
-        return 130
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+def rollouts(run: BenchmarkRun, args: argparse.Namespace, rows: list[dict[str, Any]]) -> int:
+    """The champion, the gateway, replayed traffic and busy-host; then each challenger registered and rolled out."""
+    workdir, procs = run.workdir, run.procs
+    print(f"Isolated home {workdir} (MLOPS_TRUST_PICKLE=1 for it only); registering the champion", flush=True)
+    config_path = benchmark_config(workdir, args)
+    setup = make_home(workdir, config_path)
+    from core.names import CHAMPION
+    from services.context import open_context
+
+    context = open_context(setup["settings"])
+    busy = None if args.no_busy_host else start_busy_host(procs, workdir)
+    print(f"busy-host: {f'running, pid {busy.pid}' if busy else 'not running'}", flush=True)
+    port = free_port()
+    env = server_env(setup["home"], config_path)
+    body = json.dumps({"records": [dict.fromkeys(setup["config"].data.features, 1.0)]}).encode()
+    server = start_server(
+        procs, "gateway", gateway_command(port), env, port, workdir / "gateway.log", "/v1/predict", body
+    )
+    print(f"gateway answering {server.ready_after:.1f} s after start", flush=True)
+    traffic = Traffic(procs, server.url, env, args.rate, workdir)
+    traffic.keep_running()
+
+    plan = [kind for i in range(max(args.good, args.slow)) for kind in ("good", "slow") if i < vars(args)[kind]]
+    for n, kind in enumerate(plan, start=1):
+        champion = context.registry.alias_version(CHAMPION)
+        t0 = time.monotonic()
+        version = register_challenger(setup, kind, 100 + n, args.slowdown)
+        result = {"kind": kind, "version": version, "register_seconds": round(time.monotonic() - t0, 2)}
+        result |= run_rollout(context, traffic, args)
+        if kind == "slow" and result["status"] == "promoted" and champion is not None:
+            context.registry.promote(str(champion.version), actor="benchmark", reason="slow challenger missed")
+        rows.append(result)
+        print(
+            f"[{n}/{len(plan)}] {kind} v{version}: {result['status']} after {result['seconds']:.1f} s "
+            f"({result['challenger_answers']} challenger answers, {result['challenger_labels']} labels; "
+            f"load {os.getloadavg()[0]:.1f}): {result['reason'][:160]}",
+            flush=True,
+        )
+    summary = summarise(rows)
+    fields = {
+        "busy_host": busy is not None,
+        "policy": yaml.safe_load(config_path.read_text())["rollout"],
+        "rate": args.rate,
+        "slowdown": args.slowdown,
+        "replay_restarts": traffic.restarts,
+        "summary": summary,
+        "targets": targets(summary),
+        "rollouts": rows,
+    }
+    results = run.results("rollout_e2e", fields)
+    shown = json.dumps({"summary": summary, "targets": results["targets"]}, indent=2)
+    return run.finish(results, Path(args.results).name, shown)
 
 
 if __name__ == "__main__":

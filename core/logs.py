@@ -5,12 +5,15 @@ A JSON line holds ``timestamp`` (ISO 8601, UTC), ``level``, ``logger``, ``messag
 
 - the request being handled (``request_id``, and once known ``variant``, ``model_version``, ``rollout_id``,
   ``prediction_id``): fields bound with :func:`bind` / :func:`annotate` in a ``contextvars`` variable, so they follow
-  the request's task and nothing else;
+  the request's task and nothing else; likewise a flow run's ``change_request_id``, ``model_version`` and
+  ``rollout_id`` once the flow knows them (:func:`flow_run`);
 - the Prefect run (``flow_run_id``, ``flow_name``, ``task_run_id``, ...) when a flow or task run context exists;
 - the record's own ``extra=`` fields (the access log's method, path, status, duration_ms, client);
 - ``exception``: the formatted traceback, if any.
 
-:func:`configure` is called once per process by each entry point (the ``mlops`` CLI, the gateway's app factory).
+:func:`configure` is called once per process by each entry point (the ``mlops`` CLI, the gateway's app factory);
+a flow run does it itself (:func:`flow_run`) when nothing in its process did: a Prefect worker's flow-run process
+(``python -m prefect.engine``) has no ``mlops`` CLI in front of it.
 With json it puts one handler on the root logger, so Prefect (which leaves a root handler it did not create alone)
 and uvicorn send their lines through it too; Prefect's flow and task run loggers keep their API handler, so the
 Prefect UI still shows the runs' logs. With text it adds a plain handler only where nothing prints yet, and lets
@@ -227,11 +230,13 @@ PROJECT_LOGGER = "mlops"
 ACCESS_LOGGER = "mlops.access"
 SELF_PRINTING = ("mlflow",)  # when imported before configure() (MLFLOW_CONFIGURE_LOGGING=false covers later imports)
 access_log = logging.getLogger(ACCESS_LOGGER)
+_configured = False  # whether configure() ran in this process
 
 
 def configure(settings: Settings) -> None:
     """Set up logging for this process from the settings (format, level, access log, secrets); safe to call again."""
-    global _redact
+    global _redact, _configured
+    _configured = True
     _redact = Redactor(settings.secrets)
     if logging.getLogRecordFactory() is not _redacting_factory:
         logging.setLogRecordFactory(_redacting_factory)
@@ -254,6 +259,18 @@ def configure(settings: Settings) -> None:
         logging.getLogger(PROJECT_LOGGER).setLevel(settings.effective_log_level)
     if settings.access_log_enabled:
         access_log.setLevel(logging.INFO)
+
+
+@contextmanager
+def flow_run(settings: Settings) -> Iterator[None]:
+    """Logging for one flow run: set up from ``settings`` unless this process already was (by the ``mlops`` CLI,
+    whose ``--log-format`` wins, or by an earlier run), and a log context of the run's own that it fills in with
+    :func:`annotate` as it learns its change request and model version. The context ends with the run, so a
+    subflow's fields stay off its parent's later lines."""
+    if not _configured:
+        configure(settings)
+    with bound():
+        yield
 
 
 def log_access(method: str, path: str, status: int, started: float, client: str | None, **fields: Any) -> None:

@@ -26,6 +26,7 @@ from core.names import (
     model_resource,
 )
 from core.notify import notify
+from core.settings import get_settings
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, run_url
 from flows.search import dask_runner, hyperparameter_search
@@ -57,68 +58,69 @@ from training.window import recency_weights, split_training_data
 @flow(name="lifecycle", log_prints=True)
 def lifecycle(config_path: str | None = None, request_id: int | None = None) -> LifecycleOutcome:
     """Run the next queued change request (or ``request_id``) through validation, training, gates and registration."""
-    logger = get_run_logger()
-    context = open_context(config_path=config_path)
-    request = claim_request_task(context.store, request_id, context.mlflow)
-    if request is None:
-        logger.info("No queued change request; nothing to do. Submit one with `mlops request submit`.")
-        return LifecycleOutcome(status="idle", decision="no queued change request")
-    log_context = logs.bind(change_request_id=request.id)  # on every log line of the run (core/logs.py)
-    logger.info("Running change request %s", request.label)
-    outcome = LifecycleOutcome(status="failed", decision="", request_id=request.id)
-    run_id: str | None = None
-    with context.store.hold_claim(request.id):  # renewed while this runs: other hosts see its claimant alive
-        try:
-            context = context.with_config(load_config(context.config_path, request.overrides))
-            config, client = context.config, context.mlflow
-            outcome.model_name, outcome.metric = config.model_name, config.evaluation.primary_metric
-            run_id = open_lifecycle_run(client, context.settings, config, request)
-            outcome.mlflow_run_id, outcome.mlflow_run_url = run_id, run_url(client, run_id)
+    with logs.flow_run(get_settings()):
+        logger = get_run_logger()
+        context = open_context(config_path=config_path)
+        request = claim_request_task(context.store, request_id, context.mlflow)
+        if request is None:
+            logger.info("No queued change request; nothing to do. Submit one with `mlops request submit`.")
+            return LifecycleOutcome(status="idle", decision="no queued change request")
+        logs.annotate(change_request_id=request.id)  # on every later log line of the run (core/logs.py)
+        logger.info("Running change request %s", request.label)
+        outcome = LifecycleOutcome(status="failed", decision="", request_id=request.id)
+        run_id: str | None = None
+        with context.store.hold_claim(request.id):  # renewed while this runs: other hosts see its claimant alive
+            try:
+                context = context.with_config(load_config(context.config_path, request.overrides))
+                config, client = context.config, context.mlflow
+                outcome.model_name, outcome.metric = config.model_name, config.evaluation.primary_metric
+                run_id = open_lifecycle_run(client, context.settings, config, request)
+                outcome.mlflow_run_id, outcome.mlflow_run_url = run_id, run_url(client, run_id)
 
-            data = load_training_data_task(config, context.predictions)
-            outcome.data = data.description
-            logger.info("Loaded %d rows x %d columns: %s (%s)", *data.frame.shape, data.description, data.fingerprint)
-            report = validate_data_task(data.frame, config)
-            log_validation(client, run_id, report, data.source, data.fingerprint)
-            log_training_data(client, run_id, data, config)
-            outcome.failures = report.failures
-            report.raise_for_failures(run_id)
-            logger.info("Data validation: %s", report.summary)
+                data = load_training_data_task(config, context.predictions)
+                outcome.data = data.description
+                logger.info(
+                    "Loaded %d rows x %d columns: %s (%s)", *data.frame.shape, data.description, data.fingerprint
+                )
+                report = validate_data_task(data.frame, config)
+                log_validation(client, run_id, report, data.source, data.fingerprint)
+                log_training_data(client, run_id, data, config)
+                outcome.failures = report.failures
+                report.raise_for_failures(run_id)
+                logger.info("Data validation: %s", report.summary)
 
-            split = split_training_data(data, config)
-            if config.training.search is not None:
-                config = _tune(context, config, split.train, run_id)
-            weights = recency_weights(split.train, data, config)
-            trained = train_task(split.train, split.holdout, config, weights)
-            recent = split.holdout[data.from_production(split.holdout)]
-            champion = score_champion_task(context.registry, split.holdout, config, recent)
-            log_comparison(client, run_id, trained.metrics, champion.metrics)
-            _compare_on_recent(context, run_id, trained.model, recent, champion, config)
-            decision = decide_gates(trained.metrics, champion.metrics, config)
-            outcome.record_comparison(trained.metrics, champion, decision)
-            model_uri = log_model(client, run_id, trained.model, split.train, config, split.holdout)
-            if not decision.passed:
-                return _reject(context, request, outcome, decision, run_id)
+                split = split_training_data(data, config)
+                if config.training.search is not None:
+                    config = _tune(context, config, split.train, run_id)
+                weights = recency_weights(split.train, data, config)
+                trained = train_task(split.train, split.holdout, config, weights)
+                recent = split.holdout[data.from_production(split.holdout)]
+                champion = score_champion_task(context.registry, split.holdout, config, recent)
+                log_comparison(client, run_id, trained.metrics, champion.metrics)
+                _compare_on_recent(context, run_id, trained.model, recent, champion, config)
+                decision = decide_gates(trained.metrics, champion.metrics, config)
+                outcome.record_comparison(trained.metrics, champion, decision)
+                model_uri = log_model(client, run_id, trained.model, split.train, config, split.holdout)
+                if not decision.passed:
+                    return _reject(context, request, outcome, decision, run_id)
 
-            candidate = Candidate(
-                model_uri=model_uri,
-                run_id=run_id,
-                request=request,
-                decision=decision,
-                champion=champion,
-                data_fingerprint=data.fingerprint,
-                data_source=data.description,
-                holdout_rows=trained.holdout_rows,
-                code_version=code_version(config.base_dir),
-            )
-            actor = f"lifecycle flow for request #{request.id}"
-            registration = register_task(context.registry, candidate, actor, context.settings.fault_point)
-            return _record_registration(context, request, outcome, registration, decision, run_id)
-        except Exception as err:
-            _record_failure(context, err, outcome, request, run_id)
-            raise
-        finally:
-            logs.unbind(log_context)
+                candidate = Candidate(
+                    model_uri=model_uri,
+                    run_id=run_id,
+                    request=request,
+                    decision=decision,
+                    champion=champion,
+                    data_fingerprint=data.fingerprint,
+                    data_source=data.description,
+                    holdout_rows=trained.holdout_rows,
+                    code_version=code_version(config.base_dir),
+                )
+                actor = f"lifecycle flow for request #{request.id}"
+                registration = register_task(context.registry, candidate, actor, context.settings.fault_point)
+                return _record_registration(context, request, outcome, registration, decision, run_id)
+            except Exception as err:
+                _record_failure(context, err, outcome, request, run_id)
+                raise
 
 
 def _compare_on_recent(
@@ -187,6 +189,7 @@ def _record_registration(
     run_id: str,
 ) -> LifecycleOutcome:
     """The new version on the run, the request and the event bus, in words."""
+    logs.annotate(model_version=registration.version)
     outcome.status, outcome.decision = "registered", registration.description
     outcome.version, outcome.semver, outcome.aliases = registration.version, registration.semver, registration.aliases
     name_registered_run(context.mlflow, run_id, context.model_name, registration.semver, request)

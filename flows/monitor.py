@@ -6,7 +6,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from core import logs
 from core.names import EVENT_DRIFT_DETECTED, EVENT_MODEL_DEGRADED, model_resource
+from core.settings import get_settings
 from core.tracking import ensure_experiment, run_url
 from monitoring.health import health_report, interval_series
 from monitoring.tracking import log_monitoring_run
@@ -20,53 +22,55 @@ from tasks.reporting import publish_report_task, render_monitor
 @flow(name="monitor", log_prints=True)
 def monitor(config_path: str | None = None) -> MonitorResult:
     """Check the champion's recent traffic for drift and degradation; emit events when found."""
-    logger = get_run_logger()
-    context = open_context(config_path=config_path)
-    config = context.config
-    policy = config.monitoring
-    reference = load_reference_task(context.registry, config, context.predictions)
-    window = recent_window_task(context.predictions, config)
-    if len(window) < policy.min_rows:
-        result = insufficient_data(config.model_name, reference.version, len(window), policy.min_rows)
-        logger.info(result.summary)
-        publish_report_task(config.model_name, "monitor", render_monitor(result), result.summary, result.to_json())
-        return result
+    with logs.flow_run(get_settings()):
+        logger = get_run_logger()
+        context = open_context(config_path=config_path)
+        config = context.config
+        policy = config.monitoring
+        reference = load_reference_task(context.registry, config, context.predictions)
+        logs.annotate(model_version=reference.version)
+        window = recent_window_task(context.predictions, config)
+        if len(window) < policy.min_rows:
+            result = insufficient_data(config.model_name, reference.version, len(window), policy.min_rows)
+            logger.info(result.summary)
+            publish_report_task(config.model_name, "monitor", render_monitor(result), result.summary, result.to_json())
+            return result
 
-    # the champion's own answers when there are enough (a version promoted mid-window starts a chart of its own)
-    current = window[window["model_version"] == reference.version]
-    charted = current if len(current) >= policy.min_rows else window
-    drift = detect_drift_task(reference.frame, charted, config, reference.covers)
-    series = interval_series(charted, policy.interval_seconds)
-    health = health_report(series, config, reference.holdout_accuracy, reference.holdout_mae)
-    decision = monitor_verdict(drift, health, policy)
-    summary = decision.summary
-    experiment_id = ensure_experiment(context.mlflow, config.model_name, context.settings)
-    run_id = log_monitoring_run(
-        context.mlflow,
-        experiment_id,
-        drift,
-        health,
-        summary,
-        reference.version,
-        degraded_metrics(decision.findings),
-        decision.verdict,
-    )
-    result = MonitorResult(
-        model=config.model_name,
-        champion=reference.version,
-        rows=len(window),
-        verdict=decision.verdict,
-        summary=summary,
-        findings=decision.findings,
-        drift=drift,
-        health=health,
-        mlflow_run_id=run_id,
-        mlflow_run_url=run_url(context.mlflow, run_id),
-    )
-    _announce(result)
-    logger.info(summary)
-    publish_report_task(config.model_name, "monitor", render_monitor(result), summary, result.to_json())
-    return result
+        # the champion's own answers when there are enough (a version promoted mid-window starts a chart of its own)
+        current = window[window["model_version"] == reference.version]
+        charted = current if len(current) >= policy.min_rows else window
+        drift = detect_drift_task(reference.frame, charted, config, reference.covers)
+        series = interval_series(charted, policy.interval_seconds)
+        health = health_report(series, config, reference.holdout_accuracy, reference.holdout_mae)
+        decision = monitor_verdict(drift, health, policy)
+        summary = decision.summary
+        experiment_id = ensure_experiment(context.mlflow, config.model_name, context.settings)
+        run_id = log_monitoring_run(
+            context.mlflow,
+            experiment_id,
+            drift,
+            health,
+            summary,
+            reference.version,
+            degraded_metrics(decision.findings),
+            decision.verdict,
+        )
+        result = MonitorResult(
+            model=config.model_name,
+            champion=reference.version,
+            rows=len(window),
+            verdict=decision.verdict,
+            summary=summary,
+            findings=decision.findings,
+            drift=drift,
+            health=health,
+            mlflow_run_id=run_id,
+            mlflow_run_url=run_url(context.mlflow, run_id),
+        )
+        _announce(result)
+        logger.info(summary)
+        publish_report_task(config.model_name, "monitor", render_monitor(result), summary, result.to_json())
+        return result
 
 
 def _announce(result: MonitorResult) -> None:

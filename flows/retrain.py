@@ -16,10 +16,12 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from core import logs
 from core.errors import MlopsError
 from core.intake import submit_request
 from core.names import CHALLENGER
 from core.notify import notify
+from core.settings import get_settings
 from core.store.schema import utcnow
 from flows.lifecycle import lifecycle
 from flows.rollout import rollout
@@ -40,11 +42,12 @@ def retrain(
     rollout_max_minutes: float = 120.0,
 ) -> RetrainResult:
     """File a minor change request with ``reason``, run the lifecycle for it, then roll the challenger out."""
-    context = open_context(config_path=config_path)
-    result = _retrain(context, reason, run_rollout, rollout_poll_seconds, rollout_max_minutes)
-    summary = f"{result.status}: {result.reason or result.decision}"
-    publish_report_task(context.model_name, "retrain", render_retrain(result), summary, result.to_json())
-    return result
+    with logs.flow_run(get_settings()):
+        context = open_context(config_path=config_path)
+        result = _retrain(context, reason, run_rollout, rollout_poll_seconds, rollout_max_minutes)
+        summary = f"{result.status}: {result.reason or result.decision}"
+        publish_report_task(context.model_name, "retrain", render_retrain(result), summary, result.to_json())
+        return result
 
 
 def _plan_data(context: ProjectContext) -> tuple[str, dict[str, Any]] | RetrainResult:
@@ -98,6 +101,7 @@ def _retrain(
         overrides,
         submitted_by=RETRAIN_ACTOR,
     )
+    logs.annotate(change_request_id=request.id)
     logger.info("Change request #%s: %s", request.id, request.reason)
     state = lifecycle(config_path=path, request_id=request.id, return_state=True)
     if state.is_failed():
@@ -105,6 +109,8 @@ def _retrain(
         return RetrainResult("failed", status_reason, request_id=request.id, data=description)
     outcome = state.result()
     result = RetrainResult(outcome.status, request_id=request.id, decision=outcome.decision, data=outcome.data)
+    if outcome.version is not None:
+        logs.annotate(model_version=outcome.version)
     if outcome.status == "registered" and run_rollout and CHALLENGER in outcome.aliases:
         result.rollout = rollout(config_path=path, poll_seconds=poll_seconds, max_minutes=max_minutes)
     return result

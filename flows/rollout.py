@@ -12,8 +12,10 @@ import time
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
+from core import logs
 from core.names import EVENT_ROLLOUT_ABORTED, EVENT_ROLLOUT_PROMOTED, model_resource
 from core.notify import notify
+from core.settings import get_settings
 from core.store.rollouts import Rollout
 from deployments.rollout import start_rollout
 from services.context import open_context
@@ -31,29 +33,35 @@ def rollout(
     max_minutes: float = 120.0,
 ) -> Rollout:
     """Roll the registered challenger out (canary, A/B or shadow per the config) and promote or roll it back."""
-    logger = get_run_logger()
-    context = open_context(config_path=config_path)
-    current = context.rollouts.live(context.model_name)
-    if current is None:
-        current = start_rollout(context, strategy)
-        logger.info("Started rollout #%d: %s", current.id, current.reason)
-    else:
-        logger.info("Resuming rollout #%d at step %d (%g%%)", current.id, current.step_index + 1, current.weight)
-    deadline = time.monotonic() + max_minutes * 60
-    last_reason = ""
-    while True:
-        current, decision = evaluate_step_task(context, current.id)
-        if decision.reason != last_reason:
-            logger.info("[%s at %g%%] %s", decision.action, current.weight, decision.reason)
-            last_reason = decision.reason
-        if current.status != "running" or time.monotonic() > deadline:
-            break
-        time.sleep(poll_seconds)
+    with logs.flow_run(get_settings()):
+        logger = get_run_logger()
+        context = open_context(config_path=config_path)
+        live = context.rollouts.live(context.model_name)
+        current = live or start_rollout(context, strategy)
+        logs.annotate(
+            model_version=current.challenger_version,
+            rollout_id=current.id,
+            change_request_id=current.challenger_request_id,
+        )
+        if live is None:
+            logger.info("Started rollout #%d: %s", current.id, current.reason)
+        else:
+            logger.info("Resuming rollout #%d at step %d (%g%%)", current.id, current.step_index + 1, current.weight)
+        deadline = time.monotonic() + max_minutes * 60
+        last_reason = ""
+        while True:
+            current, decision = evaluate_step_task(context, current.id)
+            if decision.reason != last_reason:
+                logger.info("[%s at %g%%] %s", decision.action, current.weight, decision.reason)
+                last_reason = decision.reason
+            if current.status != "running" or time.monotonic() > deadline:
+                break
+            time.sleep(poll_seconds)
 
-    summary = f"rollout #{current.id} {current.status}: {current.reason}"
-    publish_report_task(context.model_name, "rollout", render_rollout(current), summary)
-    _announce(context.model_name, current)
-    return current
+        summary = f"rollout #{current.id} {current.status}: {current.reason}"
+        publish_report_task(context.model_name, "rollout", render_rollout(current), summary)
+        _announce(context.model_name, current)
+        return current
 
 
 def _announce(model_name: str, rollout: Rollout) -> None:

@@ -244,12 +244,10 @@ def run_loop_demo(
 
         console.rule("[bold]2. Drifted traffic, and the deployed monitor")
         drifted = home / "demo" / "drifted_traffic.csv"
-        from training.datasets import breast_cancer, write_frame
+        from training.datasets import breast_cancer, unit_change, write_frame
 
         frame = breast_cancer()
-        features = [c for c in frame.columns if c != "diagnosis"]
-        frame[features] = frame[features] * 1.6  # a unit change upstream: every size feature 60% larger
-        write_frame(frame, drifted)
+        write_frame(unit_change(frame, [c for c in frame.columns if c != "diagnosis"]), drifted)
         run(
             *mlops,
             "replay",

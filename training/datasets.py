@@ -84,6 +84,14 @@ def synthetic(
     return frame
 
 
+def unit_change(frame: pd.DataFrame, columns: list[str], factor: float = 1.6) -> pd.DataFrame:
+    """The demo's drift, a unit change upstream: ``columns`` ``factor`` times as large (1.6: 60% larger). A copy; the
+    labels and the other columns are untouched, so the right answer for a row stays what it was."""
+    shifted = frame.copy()
+    shifted[columns] = shifted[columns] * factor
+    return shifted
+
+
 def corrupt_breast_cancer(path: Path, seed: int = 7) -> Path:
     """A plausible bad export: a unit mix-up (negative radii), text in a numeric column, missing labels,
     and a stray column. Each is something the validation gate must name."""

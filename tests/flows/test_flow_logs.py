@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from prefect import flow, get_run_logger, task
 
 from core import logs
 from core.settings import Settings
+from tests.conftest import DEMO_CONFIG, REPO
 
 
 @pytest.fixture
@@ -104,3 +110,63 @@ def test_lifecycle_lines_name_their_change_request_and_run(
     ]
     assert any(line.get("task_run_id") for line in after_claim), "no line from inside a task"
     assert {line["change_request_id"] for line in after_claim} == {outcome.request_id}
+    registered = next(line for line in after_claim if line["message"] == outcome.decision)
+    assert registered["model_version"] == outcome.version == "1"
+    assert "model_version" not in running, "the version is not known before registration"
+    # the run's fields end with the run: nothing of it on the lines the test process writes afterwards
+    assert logs.context_fields() == {}
+
+    from flows.rollback import rollback
+
+    assert rollback(config_path=str(DEMO_CONFIG)).status == "skipped"  # no previous champion to go back to
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    skipped = next(line for line in lines if line["message"].startswith("skipped:"))
+    assert (skipped["flow_name"], skipped["model_version"]) == ("rollback", "1")
+    assert "change_request_id" not in skipped, "the lifecycle's fields leaked into the next run"
+
+
+def test_a_flow_run_started_as_a_worker_starts_it_sets_up_json_logs_itself(store: Any) -> None:
+    """What a process worker does for a deployment of prefect.yaml: ``python -m prefect.engine`` with the run's id,
+    no `mlops` CLI in front; MLOPS_LOG_FORMAT=json in the worker's environment alone must give JSON lines."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from core.intake import submit_request
+
+    shipped = next(
+        d for d in yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"] if d["name"] == "lifecycle"
+    )
+    request = submit_request(store, DEMO_CONFIG, "major", "Bootstrap from a worker", "worker-run logs")
+    with get_client(sync_client=True) as client:
+        deployment_id = client.create_deployment(
+            flow_id=client.create_flow_from_name("lifecycle"),
+            name=f"worker-logs-{uuid.uuid4().hex[:8]}",
+            entrypoint=shipped["entrypoint"],
+            pull_steps=[{"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}],
+        )
+        run = client.create_flow_run_from_deployment(
+            deployment_id, parameters={"config_path": str(DEMO_CONFIG), "request_id": request.id}
+        )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLOPS_LOG", "MLOPS_ACCESS"))}
+    env.update(
+        PREFECT_API_URL=PREFECT_API_URL.value(),
+        PREFECT__FLOW_RUN_ID=str(run.id),
+        PYTHONPATH=str(REPO),
+        MLOPS_LOG_FORMAT="json",
+    )
+    engine = subprocess.run(
+        [sys.executable, "-m", "prefect.engine"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert engine.returncode == 0, engine.stderr[-3000:]
+
+    lines = [json.loads(line) for line in engine.stderr.splitlines() if line.startswith("{")]
+    by_message = {line["message"]: line for line in lines}
+    running = by_message[f"Running change request {request.label}"]
+    assert running["flow_run_id"] == str(run.id) and running["flow_name"] == "lifecycle"
+    assert running["change_request_id"] == request.id
+    registered = next(line for line in lines if line["message"].startswith("1.0.0 from major change request"))
+    assert (registered["flow_run_id"], registered["change_request_id"]) == (str(run.id), request.id)
+    assert registered["model_version"] == "1"
+    from_the_flow = lines[lines.index(running) :]
+    assert all(line["level"] and line["timestamp"].endswith("Z") for line in from_the_flow)
+    assert not [line for line in engine.stderr.splitlines()[-5:] if not line.startswith("{")], "plain lines at the end"
