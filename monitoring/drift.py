@@ -219,7 +219,7 @@ def detect_drift(
         for c in cats:
             frame[c] = frame[c].map(category_label).astype(object)
     tests = {c: (column_tests or {}).get(c, numeric_test if c in nums else categorical_test) for c in columns}
-    unseen = _unseen_categories(ref, cur, cats, tests)
+    unseen = _unseen_categories(reference, current, cur, cats, tests)
     tests = {c: _floored(ref, cur, c, c in cats, *tests[c]) for c in columns}
     definition = DataDefinition(numerical_columns=nums, categorical_columns=cats)
     preset = DataDriftPreset(
@@ -268,20 +268,22 @@ def _floored(
 
 
 def _unseen_categories(
-    ref: pd.DataFrame, cur: pd.DataFrame, cats: list[str], tests: dict[str, ColumnTest]
+    reference: pd.DataFrame, current: pd.DataFrame, cur: pd.DataFrame, cats: list[str], tests: dict[str, ColumnTest]
 ) -> list[UnseenCategories]:
-    """Find categories the reference never had, counted on the current sample; for p-value tests, blank them in
-    ``cur`` (in place) so the test compares only categories both sides can have."""
+    """Find categories the reference never had, counted on *all* the current rows (a single new row must be found
+    however large the window the drift tests sample from); for p-value tests, blank them in the sample ``cur`` (in
+    place) so the test compares only categories both sides can have."""
     found: list[UnseenCategories] = []
     for c in cats:
-        known = set(ref[c].dropna())
-        new = cur[c].notna() & ~cur[c].isin(known)
-        if not new.any():
+        known = {category_label(v) for v in reference[c].dropna().unique()}
+        new_values = [v for v in current[c].dropna().unique() if category_label(v) not in known]
+        if not new_values:
             continue
-        counts = cur.loc[new, c].value_counts()
+        new = current[c].isin(new_values)
+        counts = current.loc[new, c].map(category_label).value_counts()
         found.append(UnseenCategories(c, [str(v) for v in counts.index[:5]], int(new.sum()), float(new.mean())))
         if tests[c][0] in P_VALUE_METHODS:
-            cur.loc[new, c] = None
+            cur.loc[cur[c].notna() & ~cur[c].isin(known), c] = None
     return found
 
 

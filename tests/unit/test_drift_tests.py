@@ -80,3 +80,18 @@ def test_unseen_categories_are_counted_in_a_frame_with_missing_values() -> None:
     cur = pd.DataFrame({"x": [0.0, 1.0] * 50, "plan": ["a", None, "c", "c"] * 25})
     verdict = detect_drift(ref, cur, ["x"], ["plan"], with_html=False)
     assert [(u.values, u.rows, u.share) for u in verdict.unseen] == [(["c"], 50, 0.5)]
+
+
+def test_one_new_category_row_is_found_in_a_window_larger_than_the_drift_sample() -> None:
+    """The drift tests sample at most ``max_rows`` rows; the unseen-category finding counts every row, so the one
+    odd row is reported wherever it sits (the calibration benchmark missed it in 70 of 100 windows of 100,000 rows)."""
+    current = pd.concat([REFERENCE] * 3, ignore_index=True)  # larger than max_rows below
+    for row in (0, len(current) // 2, len(current) - 1):
+        window = current.copy()
+        window.loc[row, "plan"] = "platinum"
+        verdict = detect_drift(
+            REFERENCE, window, SYNTHETIC_NUMERIC, SYNTHETIC_CATEGORICAL, with_html=False, max_rows=1001
+        )
+        assert [(u.column, u.values, u.rows) for u in verdict.unseen] == [("plan", ["platinum"], 1)], row
+        assert verdict.sampled_current_rows == 1001 and verdict.current_rows == len(window)
+        assert not verdict.dataset_drift
