@@ -319,8 +319,8 @@ def run_loop_demo(
             f"{{'prefect.resource.id': 'mlops.model.{load_config(settings.config).model_name}'}}, "
             "payload={'metrics': ['accuracy']})"
         )
+        before = state()["aliases"]  # read before the event: the rollback can finish before a later read
         run(sys.executable, "-c", emit)
-        before = state()["aliases"]
         with console.status("mlops.model.degraded -> rollback..."):
             after = _wait(lambda: (a := state()["aliases"]) != before and a, 180, "the rollback")
         console.print(f"aliases {before} -> {after}")

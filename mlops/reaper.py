@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 POLL_SECONDS = 0.5
 GRACE_SECONDS = 5.0
+READY_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 _watcher: subprocess.Popen[bytes] | None = None
 
@@ -31,9 +33,30 @@ def watch_descendants() -> None:
     _watcher = subprocess.Popen(
         [sys.executable, "-m", "mlops.reaper", str(os.getpid())],
         preexec_fn=_die_with_parent,  # prctl must run in the child before it execs
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
         close_fds=True,
     )
+    # Wait until the watcher runs (a Python start can take seconds on a busy host): a command killed before that
+    # would leave the servers it started next unwatched. Bounded, so a broken watcher never blocks the command.
+    assert _watcher.stdout is not None
+    ready, _, _ = select.select([_watcher.stdout], [], [], READY_TIMEOUT)
+    if ready:
+        _watcher.stdout.readline()
+    _watcher.stdout.close()
+
+
+def watch_group(pgid: int) -> None:
+    """Tell the watcher about a process group this command started (a server started in a session of its own):
+    when the command dies the whole group is stopped, children it started a moment ago included, whether or not
+    the watcher's scan had seen them yet. A no-op without a watcher."""
+    if _watcher is None or _watcher.stdin is None or _watcher.poll() is not None:
+        return
+    try:
+        _watcher.stdin.write(f"{pgid}\n".encode())
+        _watcher.stdin.flush()
+    except OSError:
+        pass
 
 
 def _die_with_parent() -> None:
@@ -74,7 +97,13 @@ def _descendants(root: int) -> dict[int, str]:
     return found
 
 
-def _stop(seen: dict[int, str]) -> None:
+def _stop(seen: dict[int, str], groups: set[int] | None = None) -> None:
+    for pgid in groups or ():  # the command's servers, each in a session of its own, with everything they started
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    seen = {**seen, **{pid: started for pgid in groups or () for pid, started in _group(pgid).items()}}
     alive = {pid for pid, started in seen.items() if _started(pid) == started}
     for pid in alive:
         try:
@@ -92,8 +121,24 @@ def _stop(seen: dict[int, str]) -> None:
             pass
 
 
+def _group(pgid: int) -> dict[int, str]:
+    """pid -> start time of every living process in process group ``pgid``."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 19 and fields[2] == str(pgid):
+            found[int(entry.name)] = fields[19]
+    return found
+
+
 def main(parent: int) -> None:
     seen: dict[int, str] = {}
+    groups: set[int] = set()
     parent_died = False
 
     def on_parent_death(_signum: int, _frame: object) -> None:
@@ -102,10 +147,25 @@ def main(parent: int) -> None:
 
     signal.signal(signal.SIGTERM, on_parent_death)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the command; it will tell us when it is gone
+    try:
+        sys.stdout.write("ready\n")  # the command waits for this before it starts anything
+        sys.stdout.flush()
+        sys.stdout.close()
+    except OSError:
+        pass
+    orders: int | None = sys.stdin.fileno()  # process groups the command started, one number per line
     while not parent_died and os.getppid() == parent:
         seen.update(_descendants(parent))
-        time.sleep(POLL_SECONDS)
-    _stop(seen)
+        if orders is None:
+            time.sleep(POLL_SECONDS)
+            continue
+        readable, _, _ = select.select([orders], [], [], POLL_SECONDS)
+        if readable:
+            data = os.read(orders, 4096)
+            if not data:  # the command closed its end: it is gone, or it has nothing more to say
+                orders = None
+            groups.update(int(word) for word in data.split() if word.isdigit())
+    _stop(seen, groups)
 
 
 if __name__ == "__main__":

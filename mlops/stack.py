@@ -26,7 +26,7 @@ from rich.console import Console
 from core.errors import MlopsError
 from core.settings import QUIET_ENV, Settings
 from core.store.schema import get_engine
-from mlops.reaper import watch_descendants
+from mlops.reaper import watch_descendants, watch_group
 
 STACK_FILE = "stack.json"
 CREDENTIALS_FILE = "credentials.json"
@@ -152,6 +152,7 @@ def start_process(
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{name.lower()}.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=Path.cwd())
+    watch_group(proc.pid)  # its own session: the watcher (if this command runs one) stops the whole group
     return Service(name, url, health, proc, log_dir / f"{name.lower()}.log")
 
 
