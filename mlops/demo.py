@@ -248,20 +248,9 @@ def run_loop_demo(
 
         frame = breast_cancer()
         write_frame(unit_change(frame, [c for c in frame.columns if c != "diagnosis"]), drifted)
-        run(
-            *mlops,
-            "replay",
-            "--url",
-            gateway,
-            "--source",
-            str(drifted),
-            "--count",
-            "400",
-            "--rate",
-            "200",
-            "--label-delay",
-            "0.2",  # the true labels come back: the retrain learns from this labelled window
-        )
+        replay = [*mlops, "replay", "--url", gateway, "--source", str(drifted)]  # the drifted kind of traffic
+        # the true labels come back: the retrain learns from this labelled window
+        run(*replay, "--count", "400", "--rate", "200", "--label-delay", "0.2")
         run(str(Path(sys.executable).with_name("prefect")), "deployment", "run", "monitor/monitor")
         with console.status("monitor -> mlops.drift.detected -> retrain (request, lifecycle)..."):
             retrained = _wait(
@@ -279,20 +268,7 @@ def run_loop_demo(
         _wait(lambda: json.loads(run(*mlops, "rollout", "status", "--json")), 120, "the rollout to start")
         traffic = subprocess.Popen(
             # the world has drifted: live traffic is the drifted kind, on which the retrained model must prove itself
-            [
-                *mlops,
-                "replay",
-                "--url",
-                gateway,
-                "--source",
-                str(drifted),
-                "--count",
-                "30000",
-                "--rate",
-                "150",
-                "--label-delay",
-                "0.5",
-            ],
+            [*replay, "--count", "30000", "--rate", "150", "--label-delay", "0.5"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
