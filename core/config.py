@@ -117,13 +117,42 @@ class SearchConfig(_Strict):
     seed: int = 0
     cv_folds: int = Field(default=3, ge=2, le=20)
     timeout_seconds: float | None = Field(default=None, gt=0, description="Stop proposing trials after this long.")
-    dask_workers: int = Field(default=2, ge=1, le=256, description="Workers of the local Dask cluster.")
+    dask_workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Workers of the local Dask cluster (with MLOPS_DASK_ADDRESS, set it to that cluster's workers: "
+        "the automatic trials_per_task counts on it).",
+    )
+    trials_per_task: int | None = Field(
+        default=None,
+        ge=1,
+        description="Trials run one after another in one Prefect task (each still its own trial and MLflow child "
+        "run), so Prefect's per-task cost (about 0.6 s on Dask) is paid once per batch. Unset: "
+        "ceil(parallelism / dask_workers), one task per worker per round. At most parallelism. Does not change "
+        "which trials are proposed.",
+    )
 
     @model_validator(mode="after")
     def _non_empty(self) -> SearchConfig:
         if not self.space:
             raise ValueError("the search space is empty; name at least one estimator parameter with its range")
         return self
+
+    @model_validator(mode="after")
+    def _batch_within_a_round(self) -> SearchConfig:
+        if self.trials_per_task is not None and self.trials_per_task > self.parallelism:
+            raise ValueError(
+                f"trials_per_task ({self.trials_per_task}) is larger than parallelism ({self.parallelism}): a task "
+                "holds trials of one round of parallelism proposals only; lower trials_per_task, raise "
+                "parallelism, or leave trials_per_task unset for one task per Dask worker per round"
+            )
+        return self
+
+    @property
+    def resolved_trials_per_task(self) -> int:
+        """``trials_per_task``, or by default one task per Dask worker per round of ``parallelism`` trials."""
+        return self.trials_per_task or -(-self.parallelism // self.dask_workers)
 
 
 class TrainingConfig(_Strict):

@@ -1,13 +1,17 @@
-"""The ``hyperparameter-search`` subflow of ``lifecycle``: Optuna proposes, each trial is a Prefect task on Dask.
+"""The ``hyperparameter-search`` subflow of ``lifecycle``: Optuna proposes, batches of trials run as Prefect tasks
+on Dask.
 
 A local Dask cluster (``training.search.dask_workers`` processes) by default, or the scheduler at
 ``MLOPS_DASK_ADDRESS`` (for example one started by dask-kubernetes). Trials are proposed ``parallelism`` at a time
-and told back in order, so the same seed gives the same trials on any number of workers.
+and told back in order, so the same seed gives the same trials on any number of workers. Each round's proposals
+are split into contiguous batches of ``trials_per_task`` (by default one batch per worker), one ``search-trials``
+Prefect task each, so Prefect's per-task cost is paid per batch rather than per trial.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -15,8 +19,8 @@ from prefect import flow, get_run_logger
 from core.config import ProjectConfig, SearchConfig
 from core.errors import MlopsError
 from core.settings import Settings
-from tasks.search import evaluate_trial_task
-from training.search import SearchResult, TrialResult, make_study, suggest
+from tasks.search import evaluate_trials_task, trials_run_name
+from training.search import SearchResult, TrialResult, chunks, error_text, make_study, suggest
 
 
 def dask_runner(settings: Settings, search: SearchConfig) -> object:
@@ -49,26 +53,41 @@ def hyperparameter_search(config: ProjectConfig, train_rows: pd.DataFrame) -> Se
     direction = config.evaluation.resolved_direction
     result = SearchResult(metric=config.evaluation.primary_metric, direction=direction)
     study = make_study(search, direction)
+    per_task = search.resolved_trials_per_task
     started = time.monotonic()
     while len(result.trials) < search.n_trials:
         if search.timeout_seconds is not None and time.monotonic() - started > search.timeout_seconds:
             result.stopped_early = f"timeout of {search.timeout_seconds:g} s after {len(result.trials)} trials"
             break
         batch = [study.ask() for _ in range(min(search.parallelism, search.n_trials - len(result.trials)))]
-        proposals = [suggest(trial, search.space) for trial in batch]
-        futures = [evaluate_trial_task.submit(params, train_rows, config) for params in proposals]
-        for trial, params, future in zip(batch, proposals, futures, strict=True):
-            try:
-                cv = future.result()
-            except Exception as err:  # one bad corner of the space must not end the search
-                study.tell(trial, state=_failed())
-                result.trials.append(TrialResult(trial.number, params, None, None, 0.0, f"{type(err).__name__}: {err}"))
-                continue
-            study.tell(trial, cv.mean)
-            result.trials.append(TrialResult(trial.number, params, cv.mean, cv.std, cv.seconds))
-        logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
+        asked = {trial.number: trial for trial in batch}
+        proposals = [(trial.number, suggest(trial, search.space)) for trial in batch]
+        submitted = [(chunk, _submit(chunk, train_rows, config)) for chunk in chunks(proposals, per_task)]
+        for chunk, future in submitted:  # chunks are contiguous, so this tells the study in trial-number order
+            for trial in _chunk_results(chunk, future):
+                if trial.score is None:
+                    study.tell(asked[trial.number], state=_failed())
+                else:
+                    study.tell(asked[trial.number], trial.score)
+                result.trials.append(trial)
+            logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
     result.wall_seconds = time.monotonic() - started
     return result
+
+
+def _submit(chunk: list[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig) -> Any:
+    """One ``search-trials`` task for the chunk, its run named after the trials it holds."""
+    named = evaluate_trials_task.with_options(task_run_name=trials_run_name([number for number, _ in chunk]))
+    return named.submit(chunk, train_rows, config)
+
+
+def _chunk_results(chunk: list[tuple[int, dict[str, Any]]], future: Any) -> list[TrialResult]:
+    """The chunk's trials in order; a task that failed as a whole (a lost worker, say) fails each of its trials."""
+    try:
+        results: list[TrialResult] = future.result()  # in the chunk's order (training.search.evaluate_trials)
+    except Exception as err:
+        return [TrialResult(number, params, None, None, 0.0, error_text(err)) for number, params in chunk]
+    return results
 
 
 def _failed() -> object:

@@ -1,4 +1,9 @@
-"""Prefect task for one search trial (it runs on a Dask worker); the work is ``training.search.cross_validate``."""
+"""Prefect task for a batch of search trials (it runs on a Dask worker); the work is ``training.search``.
+
+A batch, not one trial per task: each Prefect task on Dask costs about 0.6 s of orchestration whatever it does
+(benchmarks/README.md), so a round's trials are split into one task per worker and run one after another there.
+Each trial keeps its own result, error and MLflow child run.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,19 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from core.config import ProjectConfig
-from training.search import CrossValidation, cross_validate
+from training.search import TrialResult, evaluate_trials
 
 
-@task(name="search-trial", cache_policy=NO_CACHE)
-def evaluate_trial_task(params: dict[str, Any], train_rows: pd.DataFrame, config: ProjectConfig) -> CrossValidation:
-    """Cross-validate the pipeline with ``params`` on the training rows (never the holdout)."""
-    return cross_validate(params, train_rows, config)
+def trials_run_name(numbers: list[int]) -> str:
+    """The task run's name in the Prefect UI: which trials it holds (contiguous)."""
+    span = str(numbers[0]) if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
+    return f"search-trials {span}"
+
+
+@task(name="search-trials", cache_policy=NO_CACHE)
+def evaluate_trials_task(
+    trials: list[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig
+) -> list[TrialResult]:
+    """Cross-validate each ``(trial number, params)`` on the training rows (never the holdout); a trial that raises
+    fails alone, with its error in its result."""
+    return evaluate_trials(trials, train_rows, config)

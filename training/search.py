@@ -4,8 +4,9 @@ only (the holdout stays untouched for the gates), and the best trial's parameter
 Plain functions: the ``lifecycle`` flow runs the trials as Prefect tasks on a Dask cluster (``flows/search.py``);
 everything here is callable and testable without either.
 
-Reproducibility: trials are proposed in batches of ``parallelism`` and each batch is told back in trial order, so
-a seeded search proposes the same trials (and finds the same best one) whatever the number of Dask workers.
+Reproducibility: trials are proposed in rounds of ``parallelism`` and each round is told back in trial order, so
+a seeded search proposes the same trials (and finds the same best one) whatever the number of Dask workers and
+however a round is split into Prefect tasks (``trials_per_task``).
 """
 
 from __future__ import annotations
@@ -102,7 +103,33 @@ class TrialResult:
     score: float | None  # mean cross-validated primary metric; None when the trial failed
     std: float | None
     seconds: float
-    error: str = ""
+    error: str = ""  # "Type: message" of what ended a failed trial
+
+
+def error_text(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def evaluate_trials(
+    trials: list[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig
+) -> list[TrialResult]:
+    """Cross-validate each ``(trial number, params)`` in turn; a trial that raises fails alone (its error is kept,
+    the others still run), as one bad corner of the space must not end the search."""
+    results = []
+    for number, params in trials:
+        started = time.perf_counter()
+        try:
+            cv = cross_validate(params, train_rows, config)
+        except Exception as err:
+            results.append(TrialResult(number, params, None, None, time.perf_counter() - started, error_text(err)))
+            continue
+        results.append(TrialResult(number, params, cv.mean, cv.std, cv.seconds))
+    return results
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in contiguous runs of at most ``size``, in order."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 @dataclass

@@ -10,11 +10,14 @@ import pytest
 from mlflow import MlflowClient
 from prefect.artifacts import Artifact
 
+from core.config import load_config
 from core.errors import MlopsError
 from core.intake import submit_request
 from core.store.requests import ProjectStore
 from flows.lifecycle import lifecycle
+from flows.search import hyperparameter_search
 from tests.conftest import DEMO_CONFIG
+from training.data import load_data, split_holdout
 
 SEARCH = {
     "space": {
@@ -22,8 +25,8 @@ SEARCH = {
         "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
     },
     "n_trials": 4,
-    "parallelism": 2,
-    "dask_workers": 2,
+    "parallelism": 4,
+    "dask_workers": 2,  # so two search-trials tasks of two trials each
     "seed": 3,
 }
 
@@ -47,6 +50,41 @@ def test_a_search_runs_on_dask_and_registers_its_best_trial(settings: Any, store
     assert parent.data.params["search.best.C"] == best.data.params["C"]  # the candidate was trained with these
     art = Artifact.get("search-breast-cancer-classifier")
     assert art is not None and "| trial | accuracy |" in art.data
+    assert _task_run_names(_newest_search_run()) == ["search-trials 0-1", "search-trials 2-3"]  # a batch per worker
+
+
+@pytest.mark.parametrize(("per_task", "task_runs"), [(None, ["0-1", "2-3", "4-5"]), (3, ["0-2", "3", "4-5"])])
+def test_batching_trials_per_task_keeps_the_trials_and_fails_only_the_bad_ones(
+    settings: Any, per_task: int | None, task_runs: list[str]
+) -> None:
+    """The same seeded search, one trial per Prefect task against batches (auto: 2, or 3 then 1 in a round of 4):
+    the same trials, scores and best trial; a trial with a negative C fails alone inside its batch."""
+    space = {
+        "C": {"type": "float", "low": -1.0, "high": 3.0},  # C <= 0 is invalid for LogisticRegression
+        "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
+    }
+    search = {"space": space, "n_trials": 6, "parallelism": 4, "dask_workers": 2, "cv_folds": 2, "seed": 5}
+
+    def run(trials_per_task: int | None) -> tuple[list[tuple[Any, ...]], list[str]]:
+        config = load_config(DEMO_CONFIG, {"training.search": {**search, "trials_per_task": trials_per_task}})
+        train = split_holdout(load_data(config).frame, config).train
+        state = hyperparameter_search(config, train, return_state=True)
+        result = state.result()
+        trials = [(t.number, t.params, t.score, t.std, t.error) for t in result.trials]
+        return [*trials, ("best", result.best.number)], _task_run_names(state.state_details.flow_run_id)
+
+    one_per_task, names = run(1)
+    assert names == [f"search-trials {n}" for n in range(6)]
+    batched, names = run(per_task)
+    assert batched == one_per_task
+    assert names == [f"search-trials {span}" for span in task_runs]  # the Prefect UI shows which trials each holds
+    trials = one_per_task[:-1]
+    assert [t[0] for t in trials] == list(range(6))
+    failed = [t for t in trials if t[1]["C"] <= 0]
+    assert failed and len(failed) < len(trials)  # the seed gives both kinds, so a bad trial shares a batch
+    for _, _, score, _, error in failed:
+        assert score is None and error.startswith("TrainingError: fitting sklearn.linear_model.LogisticRegression")
+    assert all(t[2] is not None and t[4] == "" for t in trials if t[1]["C"] > 0)
 
 
 def test_an_unreachable_dask_scheduler_is_a_clear_error(
@@ -59,3 +97,26 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
     ):
         lifecycle(config_path=str(DEMO_CONFIG), request_id=req.id)
     assert store.get(req.id).status == "failed"
+
+
+def _task_run_names(flow_run_id: Any) -> list[str]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return sorted((r.name for r in runs), key=lambda name: int(name.split()[-1].split("-")[0]))
+
+
+def _newest_search_run() -> Any:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["hyperparameter-search"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+    return runs[0].id

@@ -10,7 +10,16 @@ from core.config import ProjectConfig, load_config
 from core.errors import ConfigError
 from tests.conftest import DEMO_CONFIG
 from training.data import load_data, split_holdout
-from training.search import SearchResult, TrialResult, check_search_space, cross_validate, make_study, suggest
+from training.search import (
+    SearchResult,
+    TrialResult,
+    check_search_space,
+    chunks,
+    cross_validate,
+    evaluate_trials,
+    make_study,
+    suggest,
+)
 
 SPACE = {
     "C": {"type": "float", "low": 0.001, "high": 10.0, "log": True},
@@ -61,3 +70,39 @@ def test_bad_spaces_are_config_errors_naming_the_key() -> None:
     config = load_config(DEMO_CONFIG, {"training.search": {"space": {"gamma": {"type": "float", "low": 0, "high": 1}}}})
     with pytest.raises(ConfigError, match=r"names \['gamma'\], which are not parameters of"):
         check_search_space(config)
+
+
+def test_a_failing_trial_in_a_batch_fails_alone_with_its_error() -> None:
+    config = searching()
+    split = split_holdout(load_data(config).frame, config)
+    results = evaluate_trials([(4, {"C": 0.5}), (5, {"C": -1.0}), (6, {"C": 2.0})], split.train, config)
+    assert [t.number for t in results] == [4, 5, 6]
+    assert [t.params for t in results] == [{"C": 0.5}, {"C": -1.0}, {"C": 2.0}]
+    ok, failed, also_ok = results
+    assert failed.score is None and failed.std is None
+    assert failed.error.startswith("TrainingError: fitting sklearn.linear_model.LogisticRegression failed: The 'C'")
+    for trial in (ok, also_ok):
+        assert trial.error == "" and trial.score is not None and 0.8 < trial.score <= 1.0
+    assert ok.score == cross_validate({"C": 0.5}, split.train, config).mean  # a batch scores as a lone trial would
+
+
+def test_trials_per_task_defaults_to_one_task_per_worker_per_round() -> None:
+    def per_task(**search: Any) -> int:
+        config = searching(**search)
+        assert config.training.search is not None
+        return config.training.search.resolved_trials_per_task
+
+    assert per_task(parallelism=2, dask_workers=2) == 1
+    assert per_task(parallelism=8, dask_workers=2) == 4
+    assert per_task(parallelism=5, dask_workers=2) == 3  # rounded up: two tasks, of 3 and 2 trials
+    assert per_task(parallelism=2, dask_workers=4) == 1
+    assert per_task(parallelism=8, dask_workers=2, trials_per_task=3) == 3
+    assert chunks([0, 1, 2, 3, 4], 3) == [[0, 1, 2], [3, 4]]
+    assert chunks([0, 1], 1) == [[0], [1]]
+
+
+def test_trials_per_task_above_parallelism_is_a_config_error_naming_both() -> None:
+    with pytest.raises(ConfigError, match=r"trials_per_task \(3\) is larger than parallelism \(2\)"):
+        searching(parallelism=2, trials_per_task=3)
+    with pytest.raises(ConfigError, match=r"training\.search\.trials_per_task: Input should be greater than"):
+        searching(trials_per_task=0)
