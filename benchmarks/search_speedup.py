@@ -6,9 +6,14 @@ with the same seed and ``parallelism``: once on one Dask worker process, once on
 (cluster start included), the speedup, and whether both found the same best trial. A random forest on the Wisconsin
 data makes each trial about a second of CPU, so the search, not Dask's overhead, dominates.
 
+``--trials-per-task`` is ``training.search.trials_per_task``: how many trials one Prefect task runs. The default, 1,
+is one task per trial as before batching (so the rows already in benchmarks/README.md keep their commands);
+``auto`` is the product's default, ``ceil(parallelism / workers)``, one task per worker per round, which only
+batches when ``--parallelism`` exceeds the workers (for example ``--parallelism 8 --trials-per-task auto``).
+
 Usage (repository root; on an otherwise idle machine)::
 
-    .venv/bin/python benchmarks/search_speedup.py [--trials 16]
+    .venv/bin/python benchmarks/search_speedup.py [--trials 16] [--parallelism 2] [--trials-per-task 1|auto|N]
 
 Writes ``benchmarks/results/search_speedup.json``.
 """
@@ -35,7 +40,9 @@ SPACE = {
 }
 
 
-def run(trials: int, workers: int, parallelism: int = 2, cv_folds: int = 5) -> dict[str, object]:
+def run(
+    trials: int, workers: int, parallelism: int = 2, cv_folds: int = 5, trials_per_task: int | None = 1
+) -> dict[str, object]:
     from core.config import load_config
     from flows.search import dask_runner, hyperparameter_search
     from services.context import open_context
@@ -48,6 +55,7 @@ def run(trials: int, workers: int, parallelism: int = 2, cv_folds: int = 5) -> d
         "dask_workers": workers,
         "seed": 11,
         "cv_folds": cv_folds,
+        "trials_per_task": trials_per_task,
     }
     overrides = {"training.estimator": "sklearn.ensemble.RandomForestClassifier", "training.params": {}}
     config = load_config(REPO / "config" / "project.yaml", {**overrides, "training.search": search})
@@ -61,6 +69,7 @@ def run(trials: int, workers: int, parallelism: int = 2, cv_folds: int = 5) -> d
     best = result.best
     return {
         "workers": workers,
+        "trials_per_task": config.training.search.resolved_trials_per_task,
         "wall_seconds": round(wall, 2),
         "search_loop_seconds": round(result.wall_seconds, 2),  # the trials, without the cluster's start and stop
         "trials": len(result.trials),
@@ -76,7 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--parallelism", type=int, default=2, help="trials proposed (and run) at a time")
     parser.add_argument("--cv-folds", type=int, default=5, help="folds per trial (more: heavier trials)")
+    parser.add_argument(
+        "--trials-per-task",
+        type=_per_task,
+        default=1,
+        help="trials per Prefect task: N (at most --parallelism), or auto = ceil(parallelism / workers); default 1",
+    )
     args = parser.parse_args(argv)
+    per_task = args.trials_per_task
     with tempfile.TemporaryDirectory(prefix="search-") as tmp:
         os.environ["MLOPS_HOME"] = tmp
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -85,16 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         get_settings().apply_to_environment()
         # warm-up, not timed: the first flow of the process starts Prefect's temporary API server (about 10 s),
         # which would otherwise be charged to whichever run comes first
-        run(2, 1, args.parallelism, args.cv_folds)
-        one = run(args.trials, 1, args.parallelism, args.cv_folds)
-        two = run(args.trials, 2, args.parallelism, args.cv_folds)
+        run(2, 1, args.parallelism, args.cv_folds, per_task)
+        one = run(args.trials, 1, args.parallelism, args.cv_folds, per_task)
+        two = run(args.trials, 2, args.parallelism, args.cv_folds, per_task)
     speedup = one["wall_seconds"] / two["wall_seconds"]  # type: ignore[operator]
     loop_speedup = one["search_loop_seconds"] / two["search_loop_seconds"]  # type: ignore[operator]
     same = one["best_trial"] == two["best_trial"] and one["best_params"] == two["best_params"]
-    print("| Dask workers | wall s | search loop s | trials | best trial | best cv accuracy |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"parallelism {args.parallelism}, {args.cv_folds} folds, trials per task {per_task or 'auto'}\n")
+    print("| Dask workers | trials per task | wall s | search loop s | trials | best trial | best cv accuracy |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in (one, two):
-        cells = [r["workers"], r["wall_seconds"], r["search_loop_seconds"], r["trials"], r["best_trial"]]
+        cells = [r["workers"], r["trials_per_task"], r["wall_seconds"], r["search_loop_seconds"], r["trials"]]
+        cells.append(r["best_trial"])
         cells.append(f"{r['best_cv_accuracy']:.4f}")
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print(f"\nspeedup {speedup:.2f}x (search loop alone {loop_speedup:.2f}x); same best trial: {same}")
@@ -105,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "parallelism": args.parallelism,
                 "cv_folds": args.cv_folds,
+                "trials_per_task": per_task or "auto",
                 "one": one,
                 "two": two,
                 "speedup": speedup,
@@ -116,6 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     return 0
+
+
+def _per_task(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'auto', got {value!r}")
+    return number
 
 
 if __name__ == "__main__":
