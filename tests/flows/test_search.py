@@ -15,7 +15,7 @@ from core.errors import MlopsError
 from core.intake import submit_request
 from core.store.requests import ProjectStore
 from flows.lifecycle import lifecycle
-from flows.search import hyperparameter_search
+from flows.search import dask_runner, hyperparameter_search
 from tests.conftest import DEMO_CONFIG
 from training.data import load_data, split_holdout
 
@@ -97,6 +97,30 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
     ):
         lifecycle(config_path=str(DEMO_CONFIG), request_id=req.id)
     assert store.get(req.id).status == "failed"
+
+
+@pytest.mark.slow
+def test_a_lost_dask_worker_fails_the_trials_of_its_batch_only(settings: Any) -> None:
+    """A batch whose worker dies (here: a trial ends its process) fails each of its trials with that error; the
+    other batches of the round, and the search, go on."""
+    import dask
+
+    space = {"C": {"type": "float", "low": 0.01, "high": 10.0}}
+    search = {"space": space, "n_trials": 4, "parallelism": 4, "dask_workers": 2, "cv_folds": 2, "seed": 1}
+    overrides = {"training.estimator": "tests.estimators.WorkerKillingLogisticRegression", "training.search": search}
+    config = load_config(DEMO_CONFIG, overrides)
+    assert config.training.search is not None
+    train = split_holdout(load_data(config).frame, config).train
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retry on the next worker
+        runner = dask_runner(settings, config.training.search)
+        result = hyperparameter_search.with_options(task_runner=runner)(config, train)
+    batches = [result.trials[:2], result.trials[2:]]
+    killed = [b for b in batches if any(t.params["C"] > 5 for t in b)]
+    assert len(killed) == 1, [t.params for t in result.trials]  # the seed puts the killer in one batch only
+    for trial in killed[0]:
+        assert trial.score is None and trial.error.startswith("KilledWorker: "), trial.error
+    (survived,) = [b for b in batches if b is not killed[0]]
+    assert all(t.score is not None and t.error == "" for t in survived)
 
 
 def _task_run_names(flow_run_id: Any) -> list[str]:
