@@ -6,18 +6,25 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pandas as pd
-
-from deployments.inputs import check_output, records_frame
+from deployments.inputs import check_output, numeric_matrix, records_frame
 from deployments.model_loading import ModelHandle
 
 
-def timed_predict(model: Any, frame: pd.DataFrame) -> tuple[Any, float]:
-    started = time.perf_counter()
-    raw = model.predict(frame)
+def timed_predict(handle: ModelHandle, records: list[dict[str, Any]]) -> tuple[Any, float]:
+    """The model's answers for validated records and the model's time in ms (building its input not included):
+    through the proven fast path on a float matrix when the handle has one, else ``predict`` on a DataFrame."""
+    if handle.fast_predict is not None:
+        matrix = numeric_matrix(records, handle.features)
+        started = time.perf_counter()
+        raw = handle.fast_predict(matrix)
+    else:
+        frame = records_frame(records, handle)
+        started = time.perf_counter()
+        raw = handle.model.predict(frame)
     return raw, (time.perf_counter() - started) * 1000.0
 
 
@@ -39,6 +46,7 @@ class Batcher:
         max_wait: float = 0.002,
         busy_window: float = 0.05,
         memory: int = 16,
+        observe_rows: Callable[[int], None] | None = None,
     ) -> None:
         self.executor = executor
         self.max_rows = max_rows
@@ -51,6 +59,7 @@ class Batcher:
         self._task: asyncio.Task[None] | None = None
         self._filled: asyncio.Future[None] | None = None
         self._want = 1
+        self.observe_rows = observe_rows  # e.g. the gateway's batch-size histogram
 
     async def predict(self, handle: ModelHandle, records: list[dict[str, Any]]) -> tuple[list[Any], float]:
         loop = asyncio.get_running_loop()
@@ -92,9 +101,10 @@ class Batcher:
                 self.pending = rest
                 self.recent.append(len(batch))
                 joined = [record for _, records, _ in batch for record in records]
-                try:
-                    frame = records_frame(joined, handle)  # one frame per batch
-                    raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle.model, frame)
+                if self.observe_rows is not None:
+                    self.observe_rows(len(joined))
+                try:  # one model input per batch, built in the executor with the call
+                    raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle, joined)
                     answers = check_output(raw, len(joined))
                 except Exception as err:
                     for _, _, fut in batch:

@@ -48,7 +48,7 @@ from core.store.predictions import encode_value
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
 from deployments.batching import Batcher, timed_predict
-from deployments.inputs import label_error, records_frame, validate_records
+from deployments.inputs import label_error, validate_records
 from deployments.metrics import Metrics
 from deployments.model_loading import ModelHandle, load_handle
 from deployments.router import CircuitBreaker, InTimeAnswers, choose_variant
@@ -93,7 +93,11 @@ class Gateway:
         self.rollout: Rollout | None = None
         self.metrics = Metrics(self.log)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="model")
-        self.batchers = {v: Batcher(self.executor) for v in (CHAMPION, CHALLENGER)}
+        # one batcher per variant: a slow or hung challenger never holds up the champion's calls
+        self.batchers = {
+            v: Batcher(self.executor, observe_rows=self.metrics.batch_rows.labels(v).observe)
+            for v in (CHAMPION, CHALLENGER)
+        }
         self._shadow_in_flight = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_lock = threading.Lock()
@@ -156,7 +160,13 @@ class Gateway:
                     if handle is not None:
                         warm_up(handle)
                         handles[alias] = handle
-                        log.info("loaded %s = v%s (%s)", alias, handle.version, handle.semver)
+                        log.info(
+                            "loaded %s = v%s (%s); fast path: %s",
+                            alias,
+                            handle.version,
+                            handle.semver,
+                            handle.fast_path,
+                        )
             self._label_classes = label_classes(handles.values())
             self.handles = handles  # one reference swap: requests in flight keep the handle they took
             self.metrics.model_info.clear()
@@ -473,7 +483,7 @@ def warm_up(handle: ModelHandle) -> None:
     neutral = {"string": "", "boolean": False}
     record = {name: neutral.get(kind, 0.0) for name, kind in handle.column_types.items()}
     try:
-        timed_predict(handle.model, records_frame([record], handle))
+        timed_predict(handle, [record])
     except Exception as err:  # a model that rejects the neutral record is still served; say so once
         log.info("warm-up of v%s skipped (%s)", handle.version, error_detail(err))
 

@@ -263,7 +263,9 @@ def create_app(gateway: Gateway, manage_lifecycle: bool = True, access_log: bool
         handles = gateway.handles
         body = {
             "ready": CHAMPION in handles,
-            "models": {a: {"version": h.version, "semver": h.semver} for a, h in handles.items()},
+            "models": {
+                a: {"version": h.version, "semver": h.semver, "fast_path": h.fast_path} for a, h in handles.items()
+            },
             "last_refresh_error": gateway.last_refresh_error,
         }
         return JSONResponse(body, status_code=200 if CHAMPION in handles else 503)

@@ -20,6 +20,13 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
             registry=self.registry,
         )
+        self.batch_rows = Histogram(
+            "mlops_gateway_batch_rows",
+            "Rows per model predict call, per variant (requests that arrive while a call runs share the next one).",
+            ["variant"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.predictions = Counter(
             "mlops_gateway_predictions", "Records predicted per variant.", ["variant"], registry=self.registry
         )

@@ -8,7 +8,10 @@ from typing import Any
 
 from core.errors import RegistryError
 from core.names import TAG_SEMVER
+from deployments.fast_predict import FastPredict, numeric_fast_path
 from model_registry.registry import ModelRegistry
+
+NUMERIC_TYPES = {"double", "float", "long", "integer"}
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class ModelHandle:
     model: Any
     column_types: dict[str, str]  # feature -> MLflow signature type (double, long, string, boolean, ...)
     loaded_at: float
+    fast_predict: FastPredict | None = None  # same answers from a float matrix (``deployments.fast_predict``)
+    fast_path: str = "not tried"  # why the fast path is or is not used
 
     @property
     def features(self) -> list[str]:
@@ -40,4 +45,7 @@ def load_handle(registry: ModelRegistry, alias: str) -> ModelHandle | None:
         raise RegistryError(f"asked for {registry.name} v{asked} as {alias} but loaded v{loaded.version}")
     signature = loaded.signature
     types = {c.name: c.type.name for c in signature.inputs.inputs} if signature else {}
-    return ModelHandle(alias, asked, (mv.tags or {}).get(TAG_SEMVER), loaded.model, types, time.time())
+    fast, why = None, "some features are not numeric"
+    if types and all(kind in NUMERIC_TYPES for kind in types.values()):
+        fast, why = numeric_fast_path(loaded.model, list(types))
+    return ModelHandle(alias, asked, (mv.tags or {}).get(TAG_SEMVER), loaded.model, types, time.time(), fast, why)

@@ -45,6 +45,7 @@ def test_predict_feedback_health_and_metrics(
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz").json()
         assert ready["ready"] and ready["models"]["champion"]["semver"] == "1.0.0"
+        assert ready["models"]["champion"]["fast_path"].startswith("ColumnTransformer skipped; same answers")
         resp = c.post("/v1/predict", json={"records": rows(3)})
         assert resp.status_code == 200
         answers = resp.json()["predictions"]
@@ -59,6 +60,7 @@ def test_predict_feedback_health_and_metrics(
     assert 'mlops_gateway_requests_total{status="ok",variant="champion"} 1.0' in metrics
     assert 'mlops_gateway_predictions_total{variant="champion"} 3.0' in metrics
     assert "mlops_gateway_predict_latency_seconds_bucket" in metrics
+    assert 'mlops_gateway_batch_rows_sum{variant="champion"} 3.0' in metrics  # one request of 3 records, one call
     served.gateway.log.flush()
     from sqlalchemy import func, select
 
