@@ -41,7 +41,12 @@ SPACE = {
 
 
 def run(
-    trials: int, workers: int, parallelism: int = 2, cv_folds: int = 5, trials_per_task: int | None = 1
+    trials: int,
+    workers: int,
+    parallelism: int = 2,
+    cv_folds: int = 5,
+    trials_per_task: int | None = 1,
+    address: str | None = None,
 ) -> dict[str, object]:
     from core.config import load_config
     from flows.search import dask_runner, hyperparameter_search
@@ -63,7 +68,12 @@ def run(
     split = split_holdout(load_data(config).frame, config)
     assert config.training.search is not None
     started = time.perf_counter()
-    runner = dask_runner(context.settings, config.training.search)
+    if address is None:
+        runner = dask_runner(context.settings, config.training.search)
+    else:  # an existing cluster, as with MLOPS_DASK_ADDRESS
+        from prefect_dask import DaskTaskRunner
+
+        runner = DaskTaskRunner(address=address)
     result = hyperparameter_search.with_options(task_runner=runner)(config, split.train)
     wall = time.perf_counter() - started
     best = result.best
@@ -91,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="trials per Prefect task: N (at most --parallelism), or auto = ceil(parallelism / workers); default 1",
     )
+    parser.add_argument(
+        "--warm-cluster",
+        action="store_true",
+        help="time each search on an already running local Dask cluster whose workers have run one trial each "
+        "(as with MLOPS_DASK_ADDRESS), instead of a cluster started (and its workers' imports paid) by the run",
+    )
     args = parser.parse_args(argv)
     per_task = args.trials_per_task
     with tempfile.TemporaryDirectory(prefix="search-") as tmp:
@@ -102,12 +118,16 @@ def main(argv: list[str] | None = None) -> int:
         # warm-up, not timed: the first flow of the process starts Prefect's temporary API server (about 10 s),
         # which would otherwise be charged to whichever run comes first
         run(2, 1, args.parallelism, args.cv_folds, per_task)
-        one = run(args.trials, 1, args.parallelism, args.cv_folds, per_task)
-        two = run(args.trials, 2, args.parallelism, args.cv_folds, per_task)
+        if args.warm_cluster:
+            one, two = (warm_run(args, workers) for workers in (1, 2))
+        else:
+            one = run(args.trials, 1, args.parallelism, args.cv_folds, per_task)
+            two = run(args.trials, 2, args.parallelism, args.cv_folds, per_task)
     speedup = one["wall_seconds"] / two["wall_seconds"]  # type: ignore[operator]
     loop_speedup = one["search_loop_seconds"] / two["search_loop_seconds"]  # type: ignore[operator]
     same = one["best_trial"] == two["best_trial"] and one["best_params"] == two["best_params"]
-    print(f"parallelism {args.parallelism}, {args.cv_folds} folds, trials per task {per_task or 'auto'}\n")
+    cluster = "warm local cluster" if args.warm_cluster else "cluster started by each run"
+    print(f"parallelism {args.parallelism}, {args.cv_folds} folds, trials per task {per_task or 'auto'}, {cluster}\n")
     print("| Dask workers | trials per task | wall s | search loop s | trials | best trial | best cv accuracy |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in (one, two):
@@ -124,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                 "parallelism": args.parallelism,
                 "cv_folds": args.cv_folds,
                 "trials_per_task": per_task or "auto",
+                "warm_cluster": args.warm_cluster,
                 "one": one,
                 "two": two,
                 "speedup": speedup,
@@ -135,6 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         + "\n"
     )
     return 0
+
+
+def warm_run(args: argparse.Namespace, workers: int) -> dict[str, object]:
+    """The search on a local cluster of ``workers`` started beforehand, each worker warmed by one trial (its imports
+    and Prefect's first task in that process), so the figure is the search's own."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster:
+        address = cluster.scheduler_address
+        run(workers, workers, workers, 2, 1, address)  # one trial per worker
+        return run(args.trials, workers, args.parallelism, args.cv_folds, args.trials_per_task, address)
 
 
 def _per_task(value: str) -> int | None:
