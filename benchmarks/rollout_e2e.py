@@ -11,8 +11,9 @@ around it is left out so that its API server does not add to the load being meas
 Two kinds of challenger, interleaved so the host's load falls on both alike:
 - ``--good N``: the champion's estimator and parameters with another ``random_state``: as good and as cheap. Any
   rollback is a false rollback (target: none);
-- ``--slow M``: the same pipeline wrapped in ``SlowerModel``, whose ``predict`` sleeps for as long as the wrapped
-  call took, so every answer takes twice as long (``--slowdown``). Target: at least 95% rolled back; the time from
+- ``--slow M``: the same pipeline whose final step (``SlowerStep``) also sleeps, as long as one call of the whole
+  pipeline took on this host before the run, so every answer takes twice as long (``--slowdown``); the gateway
+  serves it through the same fast path as the champion. Target: at least 95% rolled back; the time from
   the rollout's start to the rollback is reported (median, max). A slow challenger that is promoted is counted as a
   miss and the previous champion is promoted back.
 
@@ -66,32 +67,56 @@ TARGET_FALSE_ROLLBACKS = 0
 TARGET_SLOW_ROLLBACK_RATE = 0.95
 
 
-class SlowerModel(ClassifierMixin, BaseEstimator):
-    """A fitted classifier whose every prediction takes ``slowdown`` times as long: it sleeps after each call for
-    ``slowdown - 1`` times what the call took (the sleep holds the worker thread, not the CPU)."""
+class SlowerStep(ClassifierMixin, BaseEstimator):
+    """A pipeline's fitted final estimator whose every predict also sleeps ``extra_seconds`` (the sleep holds the
+    worker thread, not the CPU). Kept inside the pipeline, so the gateway serves the slow challenger through the same
+    fast path as the champion (``deployments/fast_predict.py``) and only the sleep tells them apart."""
 
-    def __init__(self, model: Any = None, slowdown: float = 2.0) -> None:
+    def __init__(self, model: Any = None, extra_seconds: float = 0.0) -> None:
         self.model = model
-        self.slowdown = slowdown
+        self.extra_seconds = extra_seconds
 
-    def fit(self, X: Any, y: Any = None) -> SlowerModel:
+    def fit(self, X: Any, y: Any = None) -> SlowerStep:
         return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
 
     @property
     def classes_(self) -> Any:
         return self.model.classes_
 
-    def _slowly(self, method: str, X: Any) -> Any:
-        started = time.perf_counter()
-        out = getattr(self.model, method)(X)
-        time.sleep((self.slowdown - 1.0) * (time.perf_counter() - started))
+    def predict(self, X: Any) -> Any:
+        out = self.model.predict(X)
+        time.sleep(self.extra_seconds)
         return out
 
-    def predict(self, X: Any) -> Any:
-        return self._slowly("predict", X)
-
     def predict_proba(self, X: Any) -> Any:
-        return self._slowly("predict_proba", X)
+        out = self.model.predict_proba(X)
+        time.sleep(self.extra_seconds)
+        return out
+
+
+def slower(model: Any, slowdown: float, rows: Any) -> Any:
+    """``model`` (a fitted pipeline) made ``slowdown`` times as slow as the gateway serves it on this host: the
+    median one-row time of the path the gateway takes (its fast path when the pipeline has one), measured here on
+    ``rows`` before the run, is added ``slowdown - 1`` times as a sleep in the final step."""
+    from sklearn.pipeline import Pipeline
+
+    from deployments.fast_predict import numeric_fast_path
+
+    features = list(rows.columns)
+    fast, _ = numeric_fast_path(model, features)
+    matrix = rows.to_numpy(dtype=float)
+    calls = []
+    for i in range(300):
+        one = matrix[i % len(matrix) : i % len(matrix) + 1]
+        started = time.perf_counter()
+        fast(one) if fast is not None else model.predict(rows.iloc[i % len(rows) : i % len(rows) + 1])
+        calls.append(time.perf_counter() - started)
+    per_call = statistics.median(calls[50:])
+    name, final = model.steps[-1]
+    return Pipeline([*model.steps[:-1], (name, SlowerStep(final, (slowdown - 1.0) * per_call))])
 
 
 def benchmark_config(workdir: Path, args: argparse.Namespace) -> Path:
@@ -141,7 +166,14 @@ def register_challenger(setup: dict[str, Any], kind: str, seed: int, slowdown: f
     from core.names import CHALLENGER
     from tests.helpers import train_and_register
 
-    wrap = (lambda model: SlowerModel(model, slowdown)) if kind == "slow" else None
+    config = setup["config"]
+    if kind == "slow":
+        from training.data import load_data
+
+        rows = load_data(config).frame[list(config.data.numeric_features)]
+        wrap = lambda model: slower(model, slowdown, rows)  # noqa: E731
+    else:
+        wrap = None
     return train_and_register(
         setup["settings"],
         setup["config"],
