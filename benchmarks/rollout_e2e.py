@@ -116,7 +116,12 @@ def slower(model: Any, slowdown: float, rows: Any) -> Any:
         calls.append(time.perf_counter() - started)
     per_call = statistics.median(calls[50:])
     name, final = model.steps[-1]
-    return Pipeline([*model.steps[:-1], (name, SlowerStep(final, (slowdown - 1.0) * per_call))])
+    extra = (slowdown - 1.0) * per_call
+    print(
+        f"  slow challenger: one call {per_call * 1000:.2f} ms here, so +{extra * 1000:.2f} ms of sleep per call",
+        flush=True,
+    )
+    return Pipeline([*model.steps[:-1], (name, SlowerStep(final, extra))])
 
 
 def benchmark_config(workdir: Path, args: argparse.Namespace) -> Path:
