@@ -45,7 +45,7 @@ def load_handle(registry: ModelRegistry, alias: str) -> ModelHandle | None:
         raise RegistryError(f"asked for {registry.name} v{asked} as {alias} but loaded v{loaded.version}")
     signature = loaded.signature
     types = {c.name: c.type.name for c in signature.inputs.inputs} if signature else {}
-    fast, why = None, "some features are not numeric"
+    fast, why = None, "no input signature" if not types else "some features are not numeric"
     if types and all(kind in NUMERIC_TYPES for kind in types.values()):
         fast, why = numeric_fast_path(loaded.model, list(types))
     return ModelHandle(alias, asked, (mv.tags or {}).get(TAG_SEMVER), loaded.model, types, time.time(), fast, why)
