@@ -8,9 +8,18 @@ the rest dropped) followed by more steps, the gateway feeds that transformer a f
 its order and runs the remaining steps on its output: the same fitted objects, the same scikit-learn code and
 checks (finiteness, feature count), only the DataFrame column selection is skipped.
 
+Where every remaining step is one the module knows exactly (``SimpleImputer`` on NaN, ``StandardScaler``,
+``MinMaxScaler`` without clipping, then a linear model whose ``predict`` is scikit-learn's own linear
+``decision_function``: ``LogisticRegression``, ``SGDClassifier``, ``LinearSVC``, ``LinearRegression``, ``Ridge``...),
+the steps are compiled further into the same numpy operations on their fitted arrays, in scikit-learn's order
+(``compiled_linear``): a one-row call then takes about 10 microseconds instead of 650 here, so a canary's small
+challenger batches cost next to nothing. Input scikit-learn refuses (infinity; NaN left after the steps) raises
+``ValueError`` as it does.
+
 Every fast path is proven on load: it must give exactly the answers of the full pipeline on probe rows built from
-the fitted imputer's and scaler's statistics (typical, spread out, extreme and missing values). A pipeline of any
-other shape, or one whose answers differ, is served through its own ``predict``.
+the fitted imputer's and scaler's statistics (typical, spread out, extreme and missing values). A compiled path
+that differs falls back to the scikit-learn one; a pipeline of any other shape, or one whose answers differ, is
+served through its own ``predict``.
 """
 
 from __future__ import annotations
@@ -52,6 +61,17 @@ def numeric_fast_path(model: Any, features: list[str]) -> tuple[FastPredict | No
         return rest.predict(inner.transform(matrix if in_order else matrix[:, order]))
 
     probe = probe_rows(transformer, columns, features)
+    compiled, steps = compiled_linear(transformer, rest, None if in_order else order)
+    if compiled is not None and _differs(compiled, model, probe, features) is None:
+        return compiled, f"compiled to numpy ({steps}); same answers on {len(probe)} probe rows"
+    problem = _differs(predict, model, probe, features)
+    if problem is not None:
+        return None, problem
+    return predict, f"ColumnTransformer skipped; same answers on {len(probe)} probe rows"
+
+
+def _differs(predict: FastPredict, model: Any, probe: Matrix, features: list[str]) -> str | None:
+    """Why ``predict`` is not the pipeline's answers on the probe rows, or None when it gives exactly them."""
     for rows in (probe[:-1], probe[-1:]):  # the all-missing row alone: a model may refuse it, both paths alike
         fast, full = _answer(predict, rows), _answer(model.predict, _frame(rows, features))
         if isinstance(full, Exception) and type(fast) is type(full):
@@ -60,10 +80,120 @@ def numeric_fast_path(model: Any, features: list[str]) -> tuple[FastPredict | No
             failed = fast if isinstance(fast, Exception) else full
             which = "fast path" if failed is fast else "pipeline"
             first_line = (str(failed).splitlines() or [""])[0][:200]
-            return None, f"the {which} failed on probe rows ({type(failed).__name__}: {first_line})"
+            return f"the {which} failed on probe rows ({type(failed).__name__}: {first_line})"
         if not _same(fast, full):
-            return None, "the fast path's answers differ from the pipeline's on probe rows"
-    return predict, f"ColumnTransformer skipped; same answers on {len(probe)} probe rows"
+            return "the fast path's answers differ from the pipeline's on probe rows"
+    return None
+
+
+def compiled_linear(transformer: Any, estimator: Any, order: list[int] | None) -> tuple[FastPredict | None, str]:
+    """The fitted steps as numpy operations, scikit-learn's own, in its order; ``(None, why not)`` for any step
+    this does not know exactly (the caller still proves the result against the pipeline)."""
+    try:
+        from sklearn.impute import SimpleImputer
+        from sklearn.linear_model._base import LinearClassifierMixin, LinearModel
+        from sklearn.preprocessing import MinMaxScaler, StandardScaler
+    except ImportError:  # another scikit-learn layout: keep the scikit-learn fast path
+        return None, "scikit-learn's linear model internals moved"
+    ops: list[Callable[[Matrix], None]] = []  # each transforms a private float copy in place
+    names = []
+    for _, step in getattr(transformer, "steps", [("", transformer)]):
+        kind = type(step)
+        if kind is SimpleImputer and _imputes_nan_only(step):
+            ops.append(_impute(np.asarray(step.statistics_, dtype=float)))
+        elif kind is StandardScaler and getattr(step, "n_features_in_", None) is not None:
+            ops.append(_standardise(step.mean_, step.scale_))
+        elif kind is MinMaxScaler and not step.clip:
+            ops.append(_min_max(step.scale_, step.min_))
+        else:
+            return None, f"{kind.__name__} is not compiled"
+        names.append(kind.__name__)
+    kind = type(estimator)
+    if not hasattr(estimator, "coef_") or not hasattr(estimator, "intercept_"):
+        return None, f"{kind.__name__} is not a fitted linear model"
+    coef_t, intercept = np.asarray(estimator.coef_, dtype=float).T, estimator.intercept_
+    if isinstance(estimator, LinearClassifierMixin) and _inherits(
+        kind, LinearClassifierMixin, "predict", "decision_function"
+    ):
+        classes = estimator.classes_
+
+        def finish(matrix: Matrix) -> Any:
+            scores = matrix @ coef_t + intercept
+            if scores.ndim == 2 and scores.shape[1] == 1:
+                scores = scores.reshape(-1)
+            return classes[(scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)]
+
+    elif isinstance(estimator, LinearModel) and _inherits(kind, LinearModel, "predict", "_decision_function"):
+
+        def finish(matrix: Matrix) -> Any:
+            return matrix @ coef_t + intercept
+
+    else:
+        return None, f"{kind.__name__} is not compiled"
+    names.append(kind.__name__)
+    width = len(order) if order is not None else coef_t.shape[0]
+
+    def predict(matrix: Matrix) -> Any:
+        if matrix.ndim != 2 or matrix.shape[1] != width:
+            raise ValueError(f"X has {matrix.shape[-1]} features, but the model expects {width}")
+        work = np.array(matrix if order is None else matrix[:, order], dtype=float)  # a private copy
+        if np.isinf(work).any():
+            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+        for op in ops:
+            op(work)
+        if np.isnan(work).any():
+            raise ValueError("Input X contains NaN.")
+        return finish(work)
+
+    return predict, " -> ".join(names)
+
+
+def _imputes_nan_only(imputer: Any) -> bool:
+    missing = imputer.missing_values
+    statistics = np.asarray(getattr(imputer, "statistics_", [np.nan]))
+    return (
+        isinstance(missing, float)
+        and np.isnan(missing)
+        and not imputer.add_indicator
+        and statistics.dtype.kind == "f"
+        and bool(np.isfinite(statistics).all())  # a feature empty at fit would be dropped: not this shape
+    )
+
+
+def _impute(statistics: Matrix) -> Callable[[Matrix], None]:
+    def op(work: Matrix) -> None:
+        missing = np.isnan(work)
+        if missing.any():
+            work[missing] = np.take(statistics, np.nonzero(missing)[1])
+
+    return op
+
+
+def _standardise(mean: Matrix | None, scale: Matrix | None) -> Callable[[Matrix], None]:
+    def op(work: Matrix) -> None:
+        if mean is not None:
+            work -= mean
+        if scale is not None:
+            work /= scale
+
+    return op
+
+
+def _min_max(scale: Matrix, minimum: Matrix) -> Callable[[Matrix], None]:
+    def op(work: Matrix) -> None:
+        work *= scale
+        work += minimum
+
+    return op
+
+
+def _inherits(kind: type, base: type, predict: str, decision: str) -> bool:
+    """The estimator decides with ``base``'s own decision function, and its ``predict`` is scikit-learn's (its
+    classes re-declare ``predict`` to document it and call ``super()``; a user's subclass may answer otherwise)."""
+    own = getattr(kind, predict, None)
+    return getattr(kind, decision, None) is getattr(base, decision, None) and str(
+        getattr(own, "__module__", "")
+    ).startswith("sklearn.")
 
 
 def _answer(predict: Callable[[Any], Any], rows: Any) -> Any:

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 
 from core.config import load_config
 from deployments.fast_predict import numeric_fast_path
@@ -26,11 +28,11 @@ def demo_model(**params: Any) -> tuple[Any, pd.DataFrame, list[str]]:
     return fit_model(frame, config), frame, list(config.data.numeric_features)
 
 
-def test_the_demo_pipeline_takes_the_fast_path_and_answers_exactly_as_its_predict() -> None:
+def test_the_demo_pipeline_is_compiled_and_answers_exactly_as_its_predict() -> None:
     model, frame, features = demo_model()
     fast, why = numeric_fast_path(model, features)
     assert fast is not None, why
-    assert why.startswith("ColumnTransformer skipped")
+    assert why.startswith("compiled to numpy (SimpleImputer -> StandardScaler -> LogisticRegression)")
     matrix = frame[features].to_numpy(dtype=float)
     matrix[::7, 3] = np.nan  # missing values go through the same imputer
     matrix[::11, :] = np.nan
@@ -38,6 +40,72 @@ def test_the_demo_pipeline_takes_the_fast_path_and_answers_exactly_as_its_predic
     got = fast(matrix)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
     assert set(expected) == {"malignant", "benign"}  # both classes are exercised
+
+
+def numeric_pipeline(features: list[str], *steps: Any) -> Pipeline:
+    *preprocess, estimator = steps
+    inner = Pipeline([(f"s{i}", step) for i, step in enumerate(preprocess)])
+    return Pipeline([("preprocess", ColumnTransformer([("num", inner, features)])), ("model", estimator)])
+
+
+def with_gaps(frame: pd.DataFrame, features: list[str]) -> np.ndarray:
+    matrix = frame[features].to_numpy(dtype=float)
+    matrix[::5, 2] = np.nan
+    matrix[::13, :] = np.nan
+    return matrix
+
+
+def test_a_regressor_and_a_three_class_model_are_compiled_with_exactly_the_same_answers() -> None:
+    _, frame, features = demo_model()
+    x = frame[features]
+    target = frame["mean radius"] * 2.0 + frame["mean texture"]
+    regressor = numeric_pipeline(features, SimpleImputer(strategy="mean"), MinMaxScaler(), Ridge(alpha=0.5))
+    regressor.fit(x, target)
+    classes = pd.cut(frame["mean area"], 3, labels=["small", "medium", "large"]).astype(str)
+    three = numeric_pipeline(features, SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=5000))
+    three.fit(x, classes)
+    for model, name in ((regressor, "Ridge"), (three, "LogisticRegression")):
+        fast, why = numeric_fast_path(model, features)
+        assert fast is not None and why.startswith("compiled to numpy") and name in why, why
+        matrix = with_gaps(frame, features)
+        expected = model.predict(pd.DataFrame(matrix, columns=features))
+        got = fast(matrix)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    assert len(set(three.predict(x))) == 3
+
+
+def test_input_the_pipeline_refuses_is_refused_by_the_compiled_path_too() -> None:
+    model, frame, features = demo_model()
+    fast, why = numeric_fast_path(model, features)
+    assert fast is not None and why.startswith("compiled"), why
+    rows = frame[features].head(3).to_numpy(dtype=float)
+    rows[1, 4] = np.inf
+    for path in (lambda: fast(rows), lambda: model.predict(pd.DataFrame(rows, columns=features))):
+        try:
+            path()
+        except ValueError as err:
+            assert "infinity" in str(err)
+        else:
+            raise AssertionError("an infinite value was answered")
+
+
+class CautiousLogistic(LogisticRegression):
+    """A subclass with its own predict (a moved threshold): not scikit-learn's decision, so it is not compiled."""
+
+    def predict(self, X: Any) -> Any:
+        return self.classes_[(self.decision_function(X) > 2.0).astype(int)]
+
+
+def test_models_it_does_not_know_exactly_keep_the_scikit_learn_fast_path() -> None:
+    _, frame, features = demo_model()
+    x, y = frame[features], frame["diagnosis"]
+    forest = numeric_pipeline(features, SimpleImputer(), RandomForestClassifier(n_estimators=5, random_state=0))
+    overridden = numeric_pipeline(features, SimpleImputer(), StandardScaler(), CautiousLogistic(max_iter=5000))
+    for model in (forest.fit(x, y), overridden.fit(x, y)):
+        fast, why = numeric_fast_path(model, features)
+        assert fast is not None and why.startswith("ColumnTransformer skipped"), why
+        matrix = with_gaps(frame, features)
+        assert np.array_equal(fast(matrix), model.predict(pd.DataFrame(matrix, columns=features)))
 
 
 def test_features_in_another_order_than_the_transformer_are_reordered() -> None:

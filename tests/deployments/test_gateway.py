@@ -45,7 +45,7 @@ def test_predict_feedback_health_and_metrics(
         assert c.get("/healthz").json() == {"status": "ok"}
         ready = c.get("/readyz").json()
         assert ready["ready"] and ready["models"]["champion"]["semver"] == "1.0.0"
-        assert ready["models"]["champion"]["fast_path"].startswith("ColumnTransformer skipped; same answers")
+        assert ready["models"]["champion"]["fast_path"].startswith("compiled to numpy (SimpleImputer -> StandardScaler")
         resp = c.post("/v1/predict", json={"records": rows(3)})
         assert resp.status_code == 200
         answers = resp.json()["predictions"]
