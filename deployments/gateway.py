@@ -47,7 +47,7 @@ from core.notify import notify
 from core.store.predictions import encode_value
 from core.store.rollouts import Rollout
 from core.store.schema import utcnow
-from deployments.batching import Batcher, timed_predict
+from deployments.batching import Batcher, DeadlineMissed, GroupCommit, timed_predict
 from deployments.inputs import label_error, validate_records
 from deployments.metrics import Metrics
 from deployments.model_loading import ModelHandle, load_handle
@@ -98,6 +98,7 @@ class Gateway:
             v: Batcher(self.executor, observe_rows=self.metrics.batch_rows.labels(v).observe)
             for v in (CHAMPION, CHALLENGER)
         }
+        self.log_commits = GroupCommit(self.log.record_many)  # one journal commit per loop pass, not per answer
         self._shadow_in_flight = 0
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_lock = threading.Lock()
@@ -261,7 +262,7 @@ class Gateway:
                     self.breakers[variant].failure()
                 self.metrics.breaker_open.labels(variant).set(1 if self.breakers[variant].state != "closed" else 0)
                 self.metrics.requests.labels(variant, status).inc()
-                self._log_rows(
+                await self._log_rows(
                     ids, records, variant, handle, None, elapsed if timed_out else None, status, 0, rollout_id, detail
                 )
                 log.warning(
@@ -279,7 +280,7 @@ class Gateway:
             self.metrics.requests.labels(variant, "ok").inc()
             self.metrics.predictions.labels(variant).inc(len(preds))
             self.metrics.latency.labels(variant).observe(latency / 1000.0)
-            self._log_rows(ids, records, variant, handle, preds, latency, "ok", 1, rollout_id)
+            await self._log_rows(ids, records, variant, handle, preds, latency, "ok", 1, rollout_id)
             self._remember(ids, handle.version)
             if rollout is not None and rollout.shadow and challenger is not None and variant == CHAMPION:
                 self._shadow(ids, records, challenger, rollout_id, LAST_RESORT_SECONDS)
@@ -320,14 +321,8 @@ class Gateway:
         self, variant: str, handle: ModelHandle, records: list[dict[str, Any]], deadline: float | None
     ) -> tuple[list[Any], float]:
         """Predict through the variant's batcher and return (answers, model time in ms); past ``deadline`` seconds
-        (during a rollout, for both variants alike) raise ``TimeoutError``."""
-        call = self.batchers[variant].predict(handle, records)
-        if deadline is None:
-            return await call
-        try:
-            return await asyncio.wait_for(call, timeout=deadline)
-        except TimeoutError:
-            raise DeadlineMissed() from None
+        (during a rollout, for both variants alike) raise ``DeadlineMissed``."""
+        return await self.batchers[variant].predict(handle, records, deadline)
 
     def _shadow(
         self,
@@ -349,7 +344,7 @@ class Gateway:
                 self.breakers[CHALLENGER].success()
                 self._note_in_time(CHALLENGER, started)
                 self.metrics.requests.labels(CHALLENGER, "shadow").inc()
-                self._log_rows(ids, records, CHALLENGER, handle, preds, latency, "shadow", 0, rollout_id)
+                await self._log_rows(ids, records, CHALLENGER, handle, preds, latency, "shadow", 0, rollout_id)
             except Exception as err:
                 ended = time.perf_counter()
                 elapsed = (ended - started) * 1000.0
@@ -361,7 +356,7 @@ class Gateway:
                     detail = error_detail(err)
                     self.breakers[CHALLENGER].failure()
                 self.metrics.requests.labels(CHALLENGER, status).inc()
-                self._log_rows(
+                await self._log_rows(
                     ids, records, CHALLENGER, handle, None, elapsed if timed_out else None, status, 0, rollout_id,
                     detail,
                 )  # fmt: skip
@@ -374,7 +369,7 @@ class Gateway:
         self._shadow_tasks.add(task)  # the loop holds tasks weakly
         task.add_done_callback(self._shadow_tasks.discard)
 
-    def _log_rows(
+    async def _log_rows(
         self,
         ids: list[str],
         records: list[Any],
@@ -388,8 +383,8 @@ class Gateway:
         detail: str | None = None,
     ) -> None:
         at = utcnow()  # one completion time per request: the latency guard pairs requests by start time
-        # one durable journal commit for the request's rows, before its answer is returned
-        self.log.record_many(
+        # durable before the answer is returned: one journal commit for the rows of every answer of this loop pass
+        await self.log_commits.add(
             [
                 {
                     "request_id": rid,
@@ -504,7 +499,3 @@ def label_classes(handles: Any) -> list[Any] | None:
 
 class Unavailable(Exception):
     pass
-
-
-class DeadlineMissed(Exception):
-    """A variant's answer did not arrive within the rollout's deadline (a model's own TimeoutError is an error)."""
