@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="MLOPS_FEEDBACK_CORRECTIONS=true: a second label for a request id replaces the first (the last "
         "one counts, once). Off: a second label is refused with 409.",
     )
+    gateway_compile: bool = Field(
+        default=True,
+        description="MLOPS_GATEWAY_COMPILE=false: serve pipelines through scikit-learn even where the gateway could "
+        "compile them to numpy (deployments/fast_predict.py; a compiled path is only used after it gave exactly the "
+        "pipeline's answers on probe rows at load).",
+    )
     webhook_url: str | None = Field(
         default=None, description="Where notices are POSTed as JSON (MLOPS_WEBHOOK_URL); unset: Prefect events only."
     )

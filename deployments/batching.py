@@ -39,6 +39,10 @@ class Batcher:
     together keep sharing calls instead of splitting into a batch of one and a batch of the rest. It stops waiting
     earlier when arrivals pause for ``gap`` seconds (the callers that were coming back are back: during a canary
     some of them went to the other variant) and never waits longer than ``max_wait``.
+
+    A model compiled to numpy (``ModelHandle.inline``) is called on the event loop, with no wait: its call costs
+    less than any wait would save, and the requests that queued while the loop was busy still share it. At 8
+    clients with a live 10% canary, waiting gave 0.66x of the no-rollout throughput, not waiting 0.82x.
     """
 
     def __init__(
@@ -95,6 +99,8 @@ class Batcher:
         want = max(self.recent, default=1)
         if len(self.pending) >= want or loop.time() - self.last_done > self.busy_window:
             return
+        if self.pending[0][0].inline:  # a compiled call costs less than any wait: take what queued meanwhile
+            return
         filled = self._filled = loop.create_future()
         self._want = want
         self._last_arrival = now = loop.time()
@@ -140,8 +146,11 @@ class Batcher:
                 joined = [record for _, records, _ in batch for record in records]
                 if self.observe_rows is not None:
                     self.observe_rows(len(joined))
-                try:  # one model input per batch, built in the executor with the call
-                    raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle, joined)
+                try:  # one model input per batch, built with the call
+                    if handle.inline:  # compiled to numpy: tens of microseconds, less than a hand-off to a thread
+                        raw, latency = timed_predict(handle, joined)
+                    else:
+                        raw, latency = await loop.run_in_executor(self.executor, timed_predict, handle, joined)
                     answers = check_output(raw, len(joined))
                 except Exception as err:
                     for _, _, fut in batch:

@@ -177,7 +177,7 @@ class Gateway:
     def _load(self, alias: str, version: str) -> ModelHandle | None:
         """Load the alias's version, or keep serving what is loaded and say why not (``/readyz``, the log)."""
         try:
-            return load_handle(self.context.registry, alias)
+            return load_handle(self.context.registry, alias, compile=self.context.settings.gateway_compile)
         except UnsafeModelError as err:
             # Refused once per (alias, version), not on every poll: the operator is told (log, /readyz, metric,
             # a notice) and the gateway keeps the model it had until the alias moves again.

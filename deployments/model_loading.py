@@ -8,7 +8,7 @@ from typing import Any
 
 from core.errors import RegistryError
 from core.names import TAG_SEMVER
-from deployments.fast_predict import FastPredict, numeric_fast_path
+from deployments.fast_predict import CompiledPredict, FastPredict, numeric_fast_path
 from model_registry.registry import ModelRegistry
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
@@ -29,8 +29,13 @@ class ModelHandle:
     def features(self) -> list[str]:
         return list(self.column_types)
 
+    @property
+    def inline(self) -> bool:
+        """Whether its predict is numpy operations only (cheaper run on the event loop than handed to a thread)."""
+        return isinstance(self.fast_predict, CompiledPredict)
 
-def load_handle(registry: ModelRegistry, alias: str) -> ModelHandle | None:
+
+def load_handle(registry: ModelRegistry, alias: str, *, compile: bool = True) -> ModelHandle | None:
     """Load the version an alias points at (``None`` when the alias is not set), through the registry's allowlist.
 
     Raises ``UnsafeModelError`` for a version whose format could run code on load (nothing deserialized), and
@@ -47,5 +52,5 @@ def load_handle(registry: ModelRegistry, alias: str) -> ModelHandle | None:
     types = {c.name: c.type.name for c in signature.inputs.inputs} if signature else {}
     fast, why = None, "no input signature" if not types else "some features are not numeric"
     if types and all(kind in NUMERIC_TYPES for kind in types.values()):
-        fast, why = numeric_fast_path(loaded.model, list(types))
+        fast, why = numeric_fast_path(loaded.model, list(types), compile=compile)
     return ModelHandle(alias, asked, (mv.tags or {}).get(TAG_SEMVER), loaded.model, types, time.time(), fast, why)

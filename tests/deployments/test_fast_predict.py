@@ -108,6 +108,14 @@ def test_models_it_does_not_know_exactly_keep_the_scikit_learn_fast_path() -> No
         assert np.array_equal(fast(matrix), model.predict(pd.DataFrame(matrix, columns=features)))
 
 
+def test_compiling_can_be_switched_off() -> None:
+    model, frame, features = demo_model()
+    fast, why = numeric_fast_path(model, features, compile=False)  # MLOPS_GATEWAY_COMPILE=false
+    assert fast is not None and why.startswith("ColumnTransformer skipped"), why
+    rows = frame[features].head(20)
+    assert np.array_equal(fast(rows.to_numpy(dtype=float)), model.predict(rows))
+
+
 def test_features_in_another_order_than_the_transformer_are_reordered() -> None:
     model, frame, features = demo_model()
     shuffled = list(reversed(features))

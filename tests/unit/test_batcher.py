@@ -4,6 +4,7 @@ into journal commits (throughput is in the benchmarks)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 
 from deployments.batching import Batcher, DeadlineMissed, GroupCommit
+from deployments.fast_predict import CompiledPredict
 from deployments.model_loading import ModelHandle
 
 
@@ -147,3 +149,28 @@ def test_group_commit_writes_one_pass_of_answers_once_and_fails_them_together() 
     failed = asyncio.run(scenario())
     assert writes == [[{"i": i} for i in range(5)], [{"i": 5}]]
     assert all(isinstance(f, OSError) and str(f) == "disk full" for f in failed)  # nobody told it was durable
+
+
+def test_a_compiled_model_is_called_on_the_event_loop_without_waiting_for_company() -> None:
+    threads: list[str] = []
+
+    def compiled(matrix: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return matrix[:, 0] * 10
+
+    handle = ModelHandle(
+        "champion", "1", "1.0.0", None, {"x": "double"}, time.time(), CompiledPredict(compiled, "test"), "compiled"
+    )
+    assert handle.inline
+
+    async def scenario() -> tuple[list[Any], float]:
+        batcher = Batcher(ThreadPoolExecutor(2), max_wait=1.0, gap=1.0, busy_window=1.0)
+        await asyncio.gather(*(batcher.predict(handle, [{"x": i}]) for i in range(4)))
+        started = time.perf_counter()
+        answers, _ = await batcher.predict(handle, [{"x": 9.0}])  # three of four callers went away
+        return answers, time.perf_counter() - started
+
+    answers, waited = asyncio.run(scenario())
+    assert answers == [90.0]
+    assert waited < 0.5  # max_wait is 1 s: a compiled call does not wait for callers who are not coming
+    assert set(threads) == {threading.current_thread().name}  # the loop's own thread, no hand-off
