@@ -13,8 +13,10 @@ own overhead per request). The server's CPU time is read from /proc, so the tabl
 request on the pinned core.
 
 Targets:
-1. ``mlops serve --workers 1`` (no rollout live: the champion answers inline); and, with ``--canary 10`` (the
-   default), the same gateway over a copy of the home with a live 10% canary of challenger v2 (each variant batched
+1. ``mlops serve --workers 1`` (no rollout live: the champion answers inline); the same with
+   ``MLOPS_GATEWAY_COMPILE=false`` ("scikit-learn path": what a pipeline the gateway cannot compile to numpy gets);
+   and, with ``--canary 10`` (the default), each of the two over a copy of the home with a live 10% canary of
+   challenger v2 (each variant batched
    on its own, the deadline applied to both, every answer logged with its variant);
 2. ``mlflow models serve -m models:/breast-cancer-classifier@champion --env-manager local --workers 1``;
 3. a ~20-line FastAPI app: ``mlflow.sklearn.load_model`` + ``model.predict(pd.DataFrame.from_records(records))``;
@@ -118,15 +120,21 @@ def session_cpu_seconds(leader_pid: int) -> float:
     return total / tick
 
 
-def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records: Path) -> list[tuple[Any, ...]]:
+SKLEARN_PATH = "mlops gateway, scikit-learn path"  # MLOPS_GATEWAY_COMPILE=false: what a model it cannot compile gets
+
+
+def canary_target(
+    setup: dict[str, Any], workdir: Path, percent: float, records: Path, base: str = "mlops gateway", **extra: str
+) -> list[tuple[Any, ...]]:
     """The gateway over a copy of the home in which a ``percent`` canary of the challenger is live (the copy keeps
-    the rollout and its prediction log away from the no-rollout gateway; MLflow's artifacts stay where they are)."""
+    the rollout and its prediction log away from the no-rollout gateway; MLflow's artifacts stay where they are);
+    ``extra`` is added to its environment."""
     if percent <= 0:
         return []
     from core.store.rollouts import RolloutStore
 
     home: Path = setup["home"]
-    copy = workdir / "home-canary"
+    copy = workdir / f"home-canary-{len(extra)}"
     shutil.copytree(home, copy, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm", "prefect"))
     versions = setup["versions"]
     policy = setup["config"].rollout.model_dump(mode="json")
@@ -136,9 +144,9 @@ def canary_target(setup: dict[str, Any], workdir: Path, percent: float, records:
     port = free_port()
     return [
         (
-            f"mlops gateway, {percent:g}% canary live",
+            f"{base}, {percent:g}% canary live",
             gateway_command(port),
-            server_env(copy),
+            {**server_env(copy), **extra},
             port,
             "/v1/predict",
             records,
@@ -366,6 +374,14 @@ def context(results: dict[str, Any]) -> dict[str, float]:
             / inproc["validate_records + gateway predict + check_output (gateway's work)"]["rps"]
         ),
     }
+    mlserver = next((r for name, r in http.items() if name.startswith("MLServer")), None)
+    sklearn = http.get(SKLEARN_PATH)
+    if sklearn is not None:  # what a model the gateway cannot compile gets
+        for name, r in http.items():
+            if name.startswith(SKLEARN_PATH) and name != SKLEARN_PATH:
+                out[f"{name} / {SKLEARN_PATH}, throughput"] = r["loaded"]["rps"] / sklearn["loaded"]["rps"]
+            if name.startswith(SKLEARN_PATH) and mlserver is not None:
+                out[f"{name} / MLServer throughput"] = r["loaded"]["rps"] / mlserver["loaded"]["rps"]
     return out
 
 
@@ -434,8 +450,8 @@ def mlserver_targets(http: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     out = []
     for name, r in http.items():
-        if not name.startswith("mlops gateway"):
-            continue
+        if not name.startswith("mlops gateway") or name.startswith(SKLEARN_PATH):
+            continue  # the scikit-learn path's ratios are in the context table
         ratio = r["loaded"]["rps"] / base["loaded"]["rps"]
         out.append(
             {
@@ -452,7 +468,7 @@ def mlserver_targets(http: dict[str, Any]) -> list[dict[str, Any]]:
 def canary_targets(http: dict[str, Any], gw: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for name, r in http.items():
-        if "canary live" not in name:
+        if "canary live" not in name or name.startswith(SKLEARN_PATH):
             continue
         share = r["loaded"]["rps"] / gw["loaded"]["rps"]
         out.append(
@@ -526,7 +542,8 @@ def compare_servers(run: BenchmarkRun, args: argparse.Namespace) -> int:
     app_dir.mkdir()
     (app_dir / "minimal_app.py").write_text(textwrap.dedent(MINIMAL_APP))
     minimal_env = {**env, "BENCH_MODEL_URI": f"models:/{MODEL_NAME}@champion"}
-    ports = {k: free_port() for k in ("gateway", "mlflow", "minimal")}
+    ports = {k: free_port() for k in ("gateway", "sklearn", "mlflow", "minimal")}
+    sklearn_env = {**env, "MLOPS_GATEWAY_COMPILE": "false"}
     host, one = ["--host", "127.0.0.1"], ["--workers", "1"]
     mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}@champion"]
     mlflow_cmd += ["--env-manager", "local", "-p", str(ports["mlflow"]), *host, *one]
@@ -536,6 +553,8 @@ def compare_servers(run: BenchmarkRun, args: argparse.Namespace) -> int:
     targets_spec = [
         ("mlops gateway", gateway_command(ports["gateway"]), env, ports["gateway"], "/v1/predict", records),
         *canary_target(setup, workdir, args.canary, records),
+        (SKLEARN_PATH, gateway_command(ports["sklearn"]), sklearn_env, ports["sklearn"], "/v1/predict", records),
+        *canary_target(setup, workdir, args.canary, records, SKLEARN_PATH, MLOPS_GATEWAY_COMPILE="false"),
         *mlserver_spec,
         ("mlflow models serve", mlflow_cmd, env, ports["mlflow"], "/invocations", dataframe_records),
         ("minimal FastAPI app", minimal_cmd, minimal_env, ports["minimal"], "/v1/predict", records),
