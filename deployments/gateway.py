@@ -8,8 +8,9 @@ Design points:
   (load the new model first, then replace one reference): in-flight requests finish on the model they started on.
 - Each variant answers through its own adaptive batcher (``Batcher``): requests that arrive while a predict runs
   share the next predict call (8 rows cost what 1 row costs), with or without a rollout, and a hanging variant
-  holds up only its own queue. Both variants share one thread pool, so their latencies are measured under the same
-  conditions.
+  holds up only its own queue. A model compiled to numpy runs on the event loop; others share one thread pool, so
+  the variants' latencies are measured under the same conditions. The log rows of the answers finished in one loop
+  pass share one journal commit (``GroupCommit``), made before any of them is returned.
 - During a rollout the deadline (``rollout.deadline_ms``) applies to both variants alike: an answer later than it
   is recorded as a ``timeout`` (with the deadline, the elapsed time and the host's load), an exception or an
   invalid answer as an ``error`` (with its type and message), and the other variant answers instead. A circuit
