@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,8 +64,19 @@ def new_engine(url: str) -> Engine:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers (CLI, UI) never block the flow writing
     cur.execute("PRAGMA busy_timeout=30000")
+    # WAL: readers (CLI, UI) never block the flow writing. Switching a new file to WAL needs its exclusive lock, and
+    # SQLite answers "database is locked" at once, without the busy timeout, while another process holds a lock
+    # (processes opening a new store together hit it: tests/unit/test_migrations.py): retry for as long.
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
     cur.close()
 
 

@@ -5,7 +5,8 @@ once."""
 
 from __future__ import annotations
 
-import threading
+import multiprocessing
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -105,27 +106,34 @@ def test_a_stale_store_is_refused_with_the_command_and_nothing_is_written(any_st
     engine.dispose()
 
 
+def _open_store(url: str, start: Any, errors: Any) -> None:
+    """One process opening the store (run in a child process)."""
+    engine = database.new_engine(url)
+    start.wait()
+    try:
+        database.prepare(engine, url)
+    except BaseException as err:
+        errors.put(f"{type(err).__name__}: {err}")
+    finally:
+        engine.dispose()
+
+
 def test_processes_opening_a_new_store_together_create_it_once(any_store_url: str) -> None:
-    """Each thread opens its own engine, as separate processes (gateway replicas, a worker) would."""
-    start = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def open_store() -> None:
-        engine = database.new_engine(any_store_url)
-        start.wait()
-        try:
-            database.prepare(engine, any_store_url)
-        except BaseException as err:
-            errors.append(err)
-        finally:
-            engine.dispose()
-
-    threads = [threading.Thread(target=open_store) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    """Four processes (gateway replicas, a worker) open a new store at the same moment. Real processes, not threads:
+    Alembic keeps its migration context in module globals, which threads of one process would share (threads that
+    migrated together once picked up each other's connections here); processes never do."""
+    ctx = multiprocessing.get_context("spawn")
+    start, errors = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_open_store, args=(any_store_url, start, errors)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    assert found == []
     assert _versions(any_store_url) == [database.head()]
     assert _differences(any_store_url) == []
 
