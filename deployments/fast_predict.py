@@ -116,7 +116,9 @@ def compiled_linear(transformer: Any, estimator: Any, order: list[int] | None) -
         if kind is SimpleImputer and _imputes_nan_only(step):
             ops.append(_impute(np.asarray(step.statistics_, dtype=float)))
         elif kind is StandardScaler and getattr(step, "n_features_in_", None) is not None:
-            ops.append(_standardise(step.mean_, step.scale_))
+            # scikit-learn keeps ``mean_`` even with ``with_mean=False`` (it needs it for the variance) but does not
+            # subtract it then: follow the flags, not the attributes
+            ops.append(_standardise(step.mean_ if step.with_mean else None, step.scale_ if step.with_std else None))
         elif kind is MinMaxScaler and not step.clip:
             ops.append(_min_max(step.scale_, step.min_))
         else:

@@ -74,6 +74,19 @@ def test_a_regressor_and_a_three_class_model_are_compiled_with_exactly_the_same_
     assert len(set(three.predict(x))) == 3
 
 
+def test_a_scaler_that_only_scales_is_compiled_as_such() -> None:
+    _, frame, features = demo_model()
+    x, y = frame[features], frame["diagnosis"]
+    model = numeric_pipeline(
+        features, SimpleImputer(), StandardScaler(with_mean=False), LogisticRegression(max_iter=5000)
+    )
+    model.fit(x, y)
+    fast, why = numeric_fast_path(model, features)
+    assert fast is not None and why.startswith("compiled to numpy"), why
+    matrix = with_gaps(frame, features)
+    assert np.array_equal(fast(matrix), model.predict(pd.DataFrame(matrix, columns=features)))
+
+
 def test_input_the_pipeline_refuses_is_refused_by_the_compiled_path_too() -> None:
     model, frame, features = demo_model()
     fast, why = numeric_fast_path(model, features)
