@@ -29,7 +29,7 @@ def app_factory() -> GatewayApp:
     settings = get_settings()
     logs.configure(settings)  # a worker process of its own: its logging is set up here, once
     settings.apply_to_environment()
-    return create_app(build_gateway(settings))
+    return create_app(build_gateway(settings), own_process=True)
 
 
 def uvicorn_log_config(settings: Settings) -> dict[str, Any] | None:

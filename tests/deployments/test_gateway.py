@@ -601,3 +601,28 @@ def test_the_deadline_applies_to_the_champion_too(
     stats = PredictionLog(settings.store_url).variant_stats("breast-cancer-classifier", rid)
     # asyncio fires a timer up to its clock resolution early (BaseEventLoop._clock_resolution): 249.5 ms was seen
     assert stats["champion"].by_status == {"timeout": 1} and stats["champion"].latencies_ms[0] >= 249
+
+
+def test_a_gateway_in_its_own_process_freezes_its_heap_once_its_models_are_loaded(
+    settings: Any, two_models: dict[str, str]
+) -> None:
+    """``mlops serve`` (own_process): full garbage collections must not walk the libraries' million objects under
+    load (each took 190-260 ms with the GIL held); a gateway sharing its process (the tests') leaves the heap as is."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from core.settings import get_settings
+    from deployments.gateway import Gateway
+    from deployments.http import create_app
+    from services.context import open_context
+
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(Gateway(open_context(get_settings()), poll_interval=0.2))) as c:
+            assert c.get("/readyz").json()["ready"] and gc.get_freeze_count() == 0
+        with TestClient(create_app(Gateway(open_context(get_settings()), poll_interval=0.2), own_process=True)) as c:
+            assert c.get("/readyz").json()["ready"]
+            assert gc.get_freeze_count() > 100_000  # the loaded libraries, models included
+    finally:
+        gc.unfreeze()
