@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import tempfile
@@ -145,6 +146,11 @@ def loadgen_main(spec_path: str) -> None:
             uvloop.install()
         except ImportError:
             pass
+        # No garbage collection while measuring (a few seconds of garbage fits in memory): a collection pauses the
+        # generator's loop and every answer in flight would look that much slower than the gateway made it.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         result = asyncio.run(_serial(spec) if spec["mode"] == "serial" else _poisson(spec))
     sys.stdout.write(json.dumps(result))
 

@@ -15,7 +15,8 @@ distribution, and its p95 is solved for that model: ``P(T <= t) = (1 - P_wait) *
 answers the requests that queued during one ``predict`` with the next single ``predict``. A batch of ``b``
 requests costs ``S(b) = fixed + per_request * b`` ms of a replica: ``fixed`` is what batches (the predict call),
 ``per_request`` what does not (HTTP, parsing, validation, answer, log row, and a row's share of the predict). Both
-are fitted to the measured time of bursts of 1, 2, 4, 8 and 16 concurrent requests. Each replica has its own
+are fitted to the mean time of bursts of 1, 2, 4, 8 and 16 concurrent requests, each size sent back to back for a
+second or more so that the work deferred per request (the prediction log's writes) is counted. Each replica has its own
 batcher and takes ``lambda/c`` of the Poisson arrivals (connections are spread over replicas, not requests over
 idle ones). At that rate:
 
@@ -217,28 +218,33 @@ class BatchCost:
     fixed_ms: float
     per_request_ms: float
     source: str
-    measured: dict[int, float] = field(default_factory=dict)  # burst size -> median time of the burst, ms
+    measured: dict[int, float] = field(default_factory=dict)  # burst size -> mean time of the burst, ms
 
     @classmethod
     def fit(cls, times_ms: dict[int, list[float]], source: str) -> BatchCost:
-        """Least squares on the median time per burst size; a negative intercept (batching saves nothing) is 0."""
-        medians = {int(b): float(np.median(t)) for b, t in times_ms.items() if len(t)}
-        if len(medians) < 2:
+        """Least squares on the mean time per burst size; a negative intercept (batching saves nothing) is 0.
+
+        The mean, not the median, of bursts sent back to back for a second or more (``measure_batch_times``): the
+        work a gateway defers per request (its prediction-log rows written to the store by a background thread,
+        which holds the GIL while it runs) lands in a few bursts, and the median would leave it out. With it
+        left out, the planner put one replica's saturation at 6,500/s where it measured 4,700/s."""
+        means = {int(b): float(np.mean(t)) for b, t in times_ms.items() if len(t)}
+        if len(means) < 2:
             raise CapacityError(
-                f"batch times for {len(medians)} burst size(s) from {source}; the fit needs at least two sizes "
+                f"batch times for {len(means)} burst size(s) from {source}; the fit needs at least two sizes "
                 f"(measure with sizes such as {', '.join(map(str, BATCH_SIZES))})."
             )
-        sizes = np.asarray(sorted(medians), dtype=float)
-        times = np.asarray([medians[int(b)] for b in sizes])
+        sizes = np.asarray(sorted(means), dtype=float)
+        times = np.asarray([means[int(b)] for b in sizes])
         slope, intercept = np.polyfit(sizes, times, 1)
         if slope <= 0:
             raise CapacityError(
-                f"the measured batch time does not grow with the batch size ({medians} ms from {source}): the "
+                f"the measured batch time does not grow with the batch size ({means} ms from {source}): the "
                 "measurement is noise, not the gateway's cost. Measure again on a quieter host."
             )
         if intercept < 0:  # every request costs the same alone or batched: S(b) through the origin
             slope, intercept = float(sizes @ times / (sizes @ sizes)), 0.0
-        return cls(float(intercept), float(slope), source, medians)
+        return cls(float(intercept), float(slope), source, means)
 
     def batch_ms(self, size: float) -> float:
         return self.fixed_ms + self.per_request_ms * size
@@ -494,10 +500,13 @@ def measure_batch_times(
     sizes: tuple[int, ...] = BATCH_SIZES,
     rounds: int = 30,
     warmup: int = 5,
+    min_seconds: float = 1.0,
 ) -> dict[int, list[float]]:
     """Time, in ms, of bursts of ``size`` single-record requests sent at once on ``size`` kept-alive connections
     (so the gateway's batcher answers them with one predict), from the first byte sent to the last answer read;
-    ``rounds`` bursts per size, smallest size first, after ``warmup`` bursts that let the batcher learn the size.
+    per size, smallest first, after ``warmup`` bursts that let the batcher learn the size: at least ``rounds``
+    bursts, back to back for at least ``min_seconds`` (five of the prediction log's writes to the store, whose cost
+    belongs to the requests too: see ``BatchCost.fit``).
     The client is a bare HTTP/1.1 writer on asyncio streams: its own cost per request stays small against the
     gateway's."""
     import asyncio
@@ -534,7 +543,11 @@ def measure_batch_times(
         try:
             for size in sorted(sizes):
                 times[size] = []
-                for i in range(rounds + warmup):
+                i = 0
+                until = math.inf
+                while i < rounds + warmup or time.perf_counter() < until:
+                    if i == warmup:
+                        until = time.perf_counter() + min_seconds
                     started = time.perf_counter()
                     for _, writer in streams[:size]:
                         writer.write(wires[sent % len(wires)])
@@ -542,6 +555,7 @@ def measure_batch_times(
                     await asyncio.gather(*(answer(reader) for reader, _ in streams[:size]))
                     if i >= warmup:
                         times[size].append((time.perf_counter() - started) * 1000.0)
+                    i += 1
         finally:
             for _, writer in streams:
                 writer.close()
