@@ -209,6 +209,7 @@ def check_workers(
                     "fraction": fraction,
                     "predicted_p95_ms": predicted,
                     "predicted_batch_size": row.batch_size,
+                    "predicted_busy": row.p_wait,  # share of time a replica is predicting: what an arrival waits on
                     "one_at_a_time_p95_ms": alone,
                 }
             )
@@ -245,8 +246,8 @@ def check_workers(
 def report(results: list[dict[str, Any]]) -> str:
     lines = [
         "| workers | offered rate /s | share of predicted saturation | measured p95 ms | predicted p95 ms | error "
-        "| predicted batch | one-at-a-time p95 ms | generator lag p95 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| predicted batch | predicted busy | one-at-a-time p95 ms | generator lag p95 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         for row in r["rows"]:
@@ -255,6 +256,7 @@ def report(results: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {r['workers']} | {row['offered_rate']:.0f} | {row['fraction']:.0%} | {row['p95_ms']:.2f} "
                 f"| {row['predicted_p95_ms']:.2f} | {err:+.0%} | {row['predicted_batch_size']:.2f} "
+                f"| {row.get('predicted_busy') or 0:.0%} "
                 f"| {'saturated' if alone is None else f'{alone:.2f}'} | {row.get('generator_lag_p95_ms', 0):.2f} |"
             )
     lines += [
