@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 
-JOURNAL_DRAINED = "journal-drained"  # rows committed to the store, not yet removed from the journal
+ALSO_KILL: list[int] = []  # processes that die with this one at a crash point (the gateway, for its drainer)
+
+JOURNAL_DRAINED = "journal-drained"  # answers and labels committed to the store, not yet removed from the journal
 LIFECYCLE_RUN_OPENED = "lifecycle-run-opened"  # a request claimed and its MLflow run started, before training
 VERSION_CREATED = "version-created"  # a model version created with its tags, before its alias and request link
 
@@ -15,4 +17,6 @@ VERSION_CREATED = "version-created"  # a model version created with its tags, be
 def crash_point(active: str | None, point: str) -> None:
     """Die here, as a crash would (no cleanup, no flush), when ``active`` names this point."""
     if active == point:
+        for pid in ALSO_KILL:
+            os.kill(pid, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)

@@ -252,11 +252,16 @@ def create_app(
     into the oldest generation set off a full collection about once a second, and each one walked that whole heap
     with the GIL held: 190-260 ms (collecting nothing) at 1,600-2,700 requests/s, every request waiting meanwhile.
     Not done in a shared process (the tests' in-thread gateway): frozen objects are never collected as cyclic
-    garbage."""
+    garbage. It also drains the prediction log's journal from a child process (``core.store.drainer``): in a thread,
+    the drain's share of the GIL made the tail of the answers under load."""
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):  # type: ignore[no-untyped-def]
+        if own_process:
+            from core.store.drainer import Drainer
+
+            gateway.log.child_drainer = Drainer
         if manage_lifecycle:
             gateway.start()
         if own_process:

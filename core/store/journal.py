@@ -75,6 +75,11 @@ class Journal:
                 found.append(cls(path, fd))
         return found
 
+    @property
+    def lock_fd(self) -> int:
+        """The descriptor holding this journal's lock (a child given it holds the lock too, until both close it)."""
+        return self._lock_fd
+
     def append(self, kind: str, rows: list[dict[str, Any]]) -> None:
         """Durably record rows (returns after the commit)."""
         blobs = [(kind, orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)) for r in rows]

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,7 @@ class PredictionLog:
         fault_point: str | None = None,
         corrections: bool = False,
     ) -> None:
+        self.store_url = store_url
         self.engine = get_engine(store_url)
         # Which label of a request id counts when it has several (a correction, or two gateway workers racing):
         # the first, or with corrections on the last. Either way an answer counts once.
@@ -73,6 +75,10 @@ class PredictionLog:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        # Drain the journal from a child process instead of a thread: ``core.store.drainer.Drainer``, set by a process
+        # that serves the gateway and nothing else (``mlops serve``), where the thread's GIL made the answers' tail.
+        self.child_drainer: Callable[[PredictionLog, Journal], Any] | None = None
+        self._drainer: Any = None
         self.dropped = 0
         self.written = 0
         self.replayed = 0  # entries of crashed processes' journals written to the store at start
@@ -85,8 +91,10 @@ class PredictionLog:
             if self.journal_dir is not None and self._journal is None:
                 self._recover(self.journal_dir)  # before this process answers anything
                 self._journal = Journal.create(self.journal_dir)
+            if self.child_drainer is not None and self._journal is not None:
+                self._drainer = self.child_drainer(self, self._journal).start()
             self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-            self._thread.start()
+            self._thread.start()  # with a drainer, it only writes what waits in memory (nothing, with a journal)
         return self
 
     def record(self, **row: Any) -> None:
@@ -140,7 +148,9 @@ class PredictionLog:
         """Write everything logged so far to the store (also called on shutdown)."""
         with self._lock:
             self._flush_memory()
-            if self._journal is not None:
+            if self._drainer is not None:
+                self._drainer.flush()
+            elif self._journal is not None:
                 self._drain(self._journal)
 
     def _flush_memory(self) -> None:
@@ -180,7 +190,8 @@ class PredictionLog:
                     return False
             self._store_is_back()
             mark = entries[-1][0]
-            crash_point(self.fault_point, JOURNAL_DRAINED)
+            if any(kind == FEEDBACK for _, kind, _ in entries):  # the fault suite's crash needs both kinds stored
+                crash_point(self.fault_point, JOURNAL_DRAINED)
             journal.forget(mark)
         return True
 
@@ -290,6 +301,10 @@ class PredictionLog:
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
             try:
+                if self._drainer is not None:  # the drainer drains on its own clock; only memory is left here
+                    with self._lock:
+                        self._flush_memory()
+                    continue
                 self.flush()
             except Exception:  # the writer thread must outlive a bad moment of the store
                 log.exception("prediction log: flush failed; retrying")
@@ -298,14 +313,21 @@ class PredictionLog:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        drainer, self._drainer = self._drainer, None
+        if drainer is not None:
+            drainer.stop()  # it drains what is left; anything it could not is drained below, in this process
         self.flush()
         journal, self._journal = self._journal, None
         if journal is not None:
-            empty = journal.pending() == 0
-            journal.close(remove_if_empty=empty)
-            if empty:
-                with self.engine.begin() as conn:
-                    conn.execute(delete(journal_marks).where(journal_marks.c.journal == journal.name))
+            self.forget_journal(journal)
+
+    def forget_journal(self, journal: Journal) -> None:
+        """Close ``journal``; when everything in it is in the store, remove it and its mark."""
+        empty = journal.pending() == 0
+        journal.close(remove_if_empty=empty)
+        if empty:
+            with self.engine.begin() as conn:
+                conn.execute(delete(journal_marks).where(journal_marks.c.journal == journal.name))
 
     # ---- reading ---------------------------------------------------------------------------------------------
     def variant_stats(

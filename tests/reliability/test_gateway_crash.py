@@ -140,3 +140,101 @@ def test_a_killed_gateway_loses_no_answer_and_no_label_and_writes_none_twice(
     assert {n for n in served.values()} == {1}, "an answer was logged twice"
     assert {n for n in labels.values()} == {1}, "a label was logged twice"
     assert not list((settings.home_dir / "journal").glob("*.db")), "a drained journal was left behind"
+
+
+def drainers_of(pid: int) -> list[int]:
+    """The prediction-log drainer processes (``core.store.drainer``) whose parent is ``pid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # exited while listed
+            continue
+        if int(fields[1]) == pid and b"core.store.drainer" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout  # waiting for a process or a write, not a speed assertion
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {timeout:.0f} s")
+
+
+def served_counts(store_url: str) -> Counter[str]:
+    with get_engine(store_url).connect() as conn:
+        return Counter(conn.execute(select(predictions.c.request_id).where(predictions.c.served == 1)).scalars())
+
+
+def test_mlops_serve_drains_its_journal_from_a_child_process_that_yields_the_core(
+    settings: Any, demo_config: ProjectConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drain's GIL made the tail of the answers under load (core/store/drainer.py): ``mlops serve`` drains from a
+    child at a lower priority, and what it answers still reaches the store without a flush or a shutdown."""
+    store_url = settings.store_url
+    from core.settings import get_settings
+    from core.store.drainer import NICENESS
+
+    register(get_settings(), demo_config, "1.0.0", "champion")
+    port = free_port()
+    gateway = start_gateway(settings.home_dir, store_url, port)
+    try:
+        (drainer,) = wait_for(lambda: drainers_of(gateway.pid), "no drainer process started")
+        assert os.getpriority(os.PRIO_PROCESS, drainer) == os.getpriority(os.PRIO_PROCESS, gateway.pid) + NICENESS
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            ids = [
+                client.post("/v1/predict", json={"records": rows(1, i)}).json()["predictions"][0]["request_id"]
+                for i in range(40)
+            ]
+        counts = wait_for(lambda: (c := served_counts(store_url)) and set(ids) <= set(c) and c, "answers not stored")
+        assert all(counts[rid] == 1 for rid in ids)
+    finally:
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(timeout=60)
+    assert not drainers_of(gateway.pid), "the drainer outlived the gateway's shutdown"
+    assert not list((settings.home_dir / "journal").glob("*.db")), "a drained journal was left behind"
+
+
+def test_a_drainer_that_dies_is_replaced_and_no_answer_is_lost_or_written_twice(
+    settings: Any, demo_config: ProjectConfig, any_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_DATABASE_URL", any_store_url)
+    from core.settings import get_settings
+
+    register(get_settings(), demo_config, "1.0.0", "champion")
+    port = free_port()
+    log_path = settings.home_dir / "gateway.log"
+    gateway = start_gateway(settings.home_dir, any_store_url, port, log=log_path)
+    stop = threading.Event()
+    driven: dict[str, tuple[set[str], set[str]]] = {}
+    driver = threading.Thread(
+        target=lambda: driven.setdefault("ids", drive(f"http://127.0.0.1:{port}", gateway, None, until=stop))
+    )
+    driver.start()
+    try:
+        (first,) = wait_for(lambda: drainers_of(gateway.pid), "no drainer process started")
+        wait_for(lambda: len(served_counts(any_store_url)) >= 50, "no answers stored before the drainer was killed")
+        os.kill(first, signal.SIGKILL)  # mid-load: it may die between a store commit and the journal clean-up
+        (second,) = wait_for(lambda: [p for p in drainers_of(gateway.pid) if p != first], "the drainer not replaced")
+        stored = len(served_counts(any_store_url))
+        wait_for(lambda: len(served_counts(any_store_url)) > stored + 50, "no answers stored by the new drainer")
+    finally:
+        stop.set()
+        driver.join()
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=60) in (0, -signal.SIGTERM)
+    answered, labelled = driven["ids"]
+    assert second != first and answered and labelled
+    assert "the drainer process exited" in log_path.read_text()
+    served = served_counts(any_store_url)
+    with get_engine(any_store_url).connect() as conn:
+        labels = Counter(conn.execute(select(feedback.c.request_id)).scalars())
+    assert not answered - set(served), f"{len(answered - set(served))} answered requests are not in the log"
+    assert not labelled - set(labels), f"{len(labelled - set(labels))} accepted labels are not in the log"
+    assert set(served.values()) == {1}, "an answer was logged twice"
+    assert set(labels.values()) == {1}, "a label was logged twice"
+    assert not list((settings.home_dir / "journal").glob("*.db")), "a drained journal was left behind"
