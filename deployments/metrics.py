@@ -67,3 +67,9 @@ class Metrics:
                 "Times the project store became unreachable since the gateway started.",
                 registry=self.registry,
             ).set_function(lambda: float(prediction_log.outages))
+            Gauge(
+                "mlops_gateway_log_backlog",
+                "Answers and labels journaled and not yet written to the project store (grows while the store is "
+                "unreachable, or while the gateway's load leaves its drainer too little CPU).",
+                registry=self.registry,
+            ).set_function(lambda: float(prediction_log.backlog))

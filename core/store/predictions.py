@@ -84,6 +84,7 @@ class PredictionLog:
         self.replayed = 0  # entries of crashed processes' journals written to the store at start
         self.unreachable_since: float | None = None  # monotonic time the store stopped answering, while it does not
         self.outages = 0  # times the store became unreachable (each logged, and its recovery)
+        self.drained_to = 0  # the last journal entry written to the store by this process
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def start(self) -> PredictionLog:
@@ -96,6 +97,13 @@ class PredictionLog:
             self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
             self._thread.start()  # with a drainer, it only writes what waits in memory (nothing, with a journal)
         return self
+
+    @property
+    def backlog(self) -> int:
+        """Answers and labels logged and not yet in the store (journaled, or waiting in memory)."""
+        if self._journal is not None:
+            return max(0, self._journal.last_id - self.drained_to)
+        return len(self._rows) + len(self._labels)
 
     def record(self, **row: Any) -> None:
         self.record_many([row])
@@ -189,7 +197,7 @@ class PredictionLog:
                 if not self._drain_one_by_one(journal.name, entries):
                     return False
             self._store_is_back()
-            mark = entries[-1][0]
+            mark = self.drained_to = entries[-1][0]
             if any(kind == FEEDBACK for _, kind, _ in entries):  # the fault suite's crash needs both kinds stored
                 crash_point(self.fault_point, JOURNAL_DRAINED)
             journal.forget(mark)

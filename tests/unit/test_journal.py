@@ -1,0 +1,53 @@
+"""The gateway's journal as its drainer process shares it: drained entries are deleted by the appender, a chunk per
+commit, so the two never wait on each other for the journal's write lock; and the backlog the gateway reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.store.journal import FORGET_CHUNK, PREDICTION, Journal
+from core.store.predictions import PredictionLog
+
+
+def _rows(n: int) -> list[dict[str, object]]:
+    return [{"request_id": f"r{i}", "n": i} for i in range(n)]
+
+
+def test_a_drainer_beside_the_appender_leaves_the_deleting_to_the_appender(tmp_path: Path) -> None:
+    gateway = Journal.create(tmp_path)
+    gateway.append(PREDICTION, _rows(FORGET_CHUNK * 2 + 10))
+    drainer = Journal(gateway.path, gateway.lock_fd, appended_elsewhere=True)
+    assert [i for i, _, _ in drainer.read(0, 3)] == [1, 2, 3]
+
+    drainer.forget(FORGET_CHUNK * 2 + 10)  # everything is in the store: the drainer only checkpoints
+    assert drainer.pending() == FORGET_CHUNK * 2 + 10
+
+    gateway.forget_later(FORGET_CHUNK * 2 + 10)  # told by the drainer's status line
+    gateway.append(PREDICTION, _rows(1))
+    assert drainer.pending() == FORGET_CHUNK + 10 + 1  # one chunk deleted with that append
+    gateway.append(PREDICTION, _rows(1))
+    gateway.append(PREDICTION, _rows(1))
+    remaining = drainer.read(0, 100)
+    assert [i for i, _, _ in remaining] == [FORGET_CHUNK * 2 + 11, FORGET_CHUNK * 2 + 12, FORGET_CHUNK * 2 + 13]
+    assert gateway.last_id == FORGET_CHUNK * 2 + 13
+    drainer._conn.close()
+    drainer._drain_conn.close()
+    gateway.close(remove_if_empty=False)
+
+
+def test_the_backlog_counts_what_is_journaled_and_not_yet_in_the_store(tmp_path: Path) -> None:
+    log = PredictionLog(f"sqlite:///{tmp_path / 'store.db'}", journal_dir=tmp_path / "journal")
+    log._journal = Journal.create(tmp_path / "journal")  # started without its writer thread: nothing drains
+    assert log.backlog == 0
+    log.record_many(
+        [
+            {"request_id": f"r{i}", "model_name": "m", "variant": "champion", "status": "ok", "served": 1}
+            for i in range(7)
+        ]
+    )
+    log.record_feedback("r1", 1)
+    assert log.backlog == 8
+    log.flush()
+    assert log.backlog == 0
+    log.close()
+    assert not list((tmp_path / "journal").glob("*.db"))
