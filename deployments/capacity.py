@@ -16,9 +16,10 @@ answers the requests that queued during one ``predict`` with the next single ``p
 requests costs ``S(b) = fixed + per_request * b`` ms of a replica: ``fixed`` is what batches (the predict call),
 ``per_request`` what does not (HTTP, parsing, validation, answer, log row, and a row's share of the predict). Both
 are fitted to the mean time of bursts of 1, 2, 4, 8 and 16 concurrent requests, each size sent back to back for a
-second or more so that the work deferred per request (the prediction log's writes) is counted. Each replica has its own
-batcher and takes ``lambda/c`` of the Poisson arrivals (connections are spread over replicas, not requests over
-idle ones). At that rate:
+second or more so that the work deferred per request (the prediction log's writes) is counted, and followed by the
+time the gateway's log takes to reach the store afterwards (its ``mlops_gateway_log_backlog`` back at 0). Each
+replica has its own batcher and takes ``lambda/c`` of the Poisson arrivals (connections are spread over replicas,
+not requests over idle ones). At that rate:
 
 - the mean batch size is the fixed point ``b = lambda S(b) + exp(-lambda S(b))``: the requests that arrive
   during a batch form the next one, and after an idle spell a lone arrival is predicted at once;
@@ -226,9 +227,10 @@ class BatchCost:
         """Least squares on the mean time per burst size; a negative intercept (batching saves nothing) is 0.
 
         The mean, not the median, of bursts sent back to back for a second or more (``measure_batch_times``): the
-        work a gateway defers per request (its prediction-log rows written to the store by a background thread,
-        which holds the GIL while it runs) lands in a few bursts, and the median would leave it out. With it
-        left out, the planner put one replica's saturation at 6,500/s where it measured 4,700/s."""
+        work a gateway defers per request (its prediction-log rows, written to the store by a background thread or,
+        under ``mlops serve``, a drainer process at a lower priority) lands in a few bursts, and the median would
+        leave it out. With it left out, the planner put one replica's saturation at 6,500/s where it measured
+        4,700/s."""
         means = {int(b): float(np.mean(t)) for b, t in times_ms.items() if len(t)}
         if len(means) < 2:
             raise CapacityError(
@@ -507,7 +509,8 @@ def measure_batch_times(
     (so the gateway's batcher answers them with one predict), from the first byte sent to the last answer read;
     per size, smallest first, after ``warmup`` bursts that let the batcher learn the size: at least ``rounds``
     bursts, back to back for at least ``min_seconds`` (five of the prediction log's writes to the store, whose cost
-    belongs to the requests too: see ``BatchCost.fit``).
+    belongs to the requests too: see ``BatchCost.fit``), then the time until the gateway's log backlog (its
+    ``/metrics`` gauge ``mlops_gateway_log_backlog``) is back at 0, spread over that size's bursts.
     The client is a bare HTTP/1.1 writer on asyncio streams: its own cost per request stays small against the
     gateway's."""
     import asyncio
