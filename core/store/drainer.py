@@ -19,9 +19,12 @@ What it keeps of the journal's guarantees (``core.store.journal``):
   journal and its mark, and exits: the answers reach the store without waiting for the next gateway to start;
 * when it dies, the gateway logs it and starts another: answers stay journaled meanwhile.
 
+It runs at niceness 10 and leaves the deleting of drained entries to the gateway's appends (``Journal.forget_later``):
+its own deletes took the journal's write lock, and SQLite's busy handler slept the gateway's event loop.
+
 Protocol, one line each way: the gateway writes ``flush <n>`` or ``stop``; the drainer writes ``status <json>``
-(its counters: rows written, rows dropped, store outages, seconds the store has been unreachable) after every drain
-that changed them and ``done <n> <json>`` after a requested one.
+(its counters: rows written, rows dropped, store outages, seconds the store has been unreachable, the last journal
+entry in the store) after every drain that changed them and ``done <n> <json>`` after a requested one.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -236,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     # A crash point here stands for the gateway dying (the fault suite kills "the gateway" between a store commit
     # and the journal clean-up): the parent dies with it, as both would when a pod is killed.
     faults.ALSO_KILL.append(os.getppid())
+    # Its life is the gateway's: it stops when told or when the gateway is gone, after writing what is left. A Ctrl-C
+    # or a SIGTERM sent to the whole process group is the gateway's to handle (it then tells this process to stop).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(NICENESS)
     writer = PredictionLog(args.store_url, batch_size=args.batch_size, fault_point=args.fault_point)
     journal = Journal(args.journal, args.lock_fd, appended_elsewhere=True)
