@@ -150,7 +150,7 @@ class Drainer:
         owner.outages = self._base["outages"] + counters["outages"]
         unreachable = counters["unreachable_for"]
         owner.unreachable_since = None if unreachable is None else time.monotonic() - unreachable
-        owner.drained_to = counters["drained_to"]
+        owner.drained_to = max(owner.drained_to, counters["drained_to"])  # a new child starts from 0
         self.journal.forget_later(counters["drained_to"])  # the gateway's appends delete what is in the store
 
     def _send(self, line: str) -> bool:

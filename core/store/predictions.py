@@ -91,6 +91,7 @@ class PredictionLog:
         if self._thread is None:
             if self.journal_dir is not None and self._journal is None:
                 self._recover(self.journal_dir)  # before this process answers anything
+                self.drained_to = 0  # the orphans' entry ids; this process's own journal starts from 1
                 self._journal = Journal.create(self.journal_dir)
             if self.child_drainer is not None and self._journal is not None:
                 self._drainer = self.child_drainer(self, self._journal).start()

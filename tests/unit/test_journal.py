@@ -51,3 +51,19 @@ def test_the_backlog_counts_what_is_journaled_and_not_yet_in_the_store(tmp_path:
     assert log.backlog == 0
     log.close()
     assert not list((tmp_path / "journal").glob("*.db"))
+
+
+def test_the_backlog_after_replaying_a_dead_process_journal_counts_only_this_process_rows(tmp_path: Path) -> None:
+    folder = tmp_path / "journal"
+    dead = Journal.create(folder)  # a process that journaled 5 answers and died before draining them
+    dead.append(PREDICTION, [_answer(f"dead{i}") for i in range(5)])
+    dead.close(remove_if_empty=False)
+    log = PredictionLog(f"sqlite:///{tmp_path / 'store.db'}", flush_interval=3600, journal_dir=folder).start()
+    assert log.replayed == 5 and log.backlog == 0
+    log.record_many([_answer("r1"), _answer("r2")])
+    assert log.backlog == 2  # not 2 minus the dead journal's last entry
+    log.close()
+
+
+def _answer(request_id: str) -> dict[str, object]:
+    return {"request_id": request_id, "model_name": "m", "variant": "champion", "status": "ok", "served": 1}
