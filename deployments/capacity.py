@@ -527,7 +527,8 @@ def measure_batch_times(
         for b in bodies
     ]
 
-    async def answer(reader: asyncio.StreamReader) -> None:
+    async def answer(reader: asyncio.StreamReader) -> bytes:
+        """The body of the next answer on ``reader``, which must be a 200."""
         head = await reader.readuntil(b"\r\n\r\n")
         length = None
         for line in head.split(b"\r\n")[1:]:
@@ -539,17 +540,13 @@ def measure_batch_times(
         body = await reader.readexactly(length)
         if head[9:12] != b"200":
             raise CapacityError(f"the gateway answered {head[9:12].decode()} while measuring: {body[:200]!r}")
+        return body
 
     metrics = f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
     async def backlog(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float | None:
         writer.write(metrics)
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
-        )
-        body = await reader.readexactly(length)
-        for line in body.splitlines():
+        for line in (await answer(reader)).splitlines():
             if line.startswith(b"mlops_gateway_log_backlog "):
                 return float(line.split()[1])
         return None  # a gateway without the gauge (an older release): nothing to wait for

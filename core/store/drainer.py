@@ -74,7 +74,6 @@ class Drainer:
         self._stopping = False
         self._base: dict[str, Any] = {}
         self._reader: threading.Thread | None = None
-        self.restarts = 0
 
     def start(self) -> Drainer:
         self._spawn()
@@ -140,7 +139,6 @@ class Drainer:
             with self._cond:
                 if self._stopping:
                     return
-                self.restarts += 1
                 self._spawn()
 
     def _take(self, counters: dict[str, Any]) -> None:

@@ -91,14 +91,15 @@ class Journal:
         """Durably record rows (returns after the commit)."""
         blobs = [(kind, orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)) for r in rows]
         with self._lock:
+            forgotten = self._forgotten
             self._conn.execute("BEGIN")
             self._conn.executemany("INSERT INTO entries (kind, row) VALUES (?, ?)", blobs)
-            self.last_id += len(blobs)
-            if self._forget_up_to > self._forgotten:
-                up_to = min(self._forget_up_to, self._forgotten + FORGET_CHUNK)
-                self._conn.execute("DELETE FROM entries WHERE id <= ?", (up_to,))
-                self._forgotten = up_to
+            if self._forget_up_to > forgotten:
+                forgotten = min(self._forget_up_to, forgotten + FORGET_CHUNK)
+                self._conn.execute("DELETE FROM entries WHERE id <= ?", (forgotten,))
             self._conn.execute("COMMIT")
+            self.last_id += len(blobs)  # counted once committed
+            self._forgotten = forgotten
 
     def forget_later(self, up_to: int) -> None:
         """Entries up to ``up_to`` are in the store: the next appends delete them, a chunk each, in their own commit."""

@@ -88,15 +88,16 @@ class PredictionLog:
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def start(self) -> PredictionLog:
-        if self._thread is None:
+        if self._thread is None and self._drainer is None:  # started once
             if self.journal_dir is not None and self._journal is None:
                 self._recover(self.journal_dir)  # before this process answers anything
                 self.drained_to = 0  # the orphans' entry ids; this process's own journal starts from 1
                 self._journal = Journal.create(self.journal_dir)
             if self.child_drainer is not None and self._journal is not None:
                 self._drainer = self.child_drainer(self, self._journal).start()
-            self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
-            self._thread.start()  # with a drainer, it only writes what waits in memory (nothing, with a journal)
+            else:
+                self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+                self._thread.start()
         return self
 
     @property
@@ -310,10 +311,6 @@ class PredictionLog:
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
             try:
-                if self._drainer is not None:  # the drainer drains on its own clock; only memory is left here
-                    with self._lock:
-                        self._flush_memory()
-                    continue
                 self.flush()
             except Exception:  # the writer thread must outlive a bad moment of the store
                 log.exception("prediction log: flush failed; retrying")
