@@ -162,20 +162,23 @@ class Drainer:
             return False
 
     def flush(self) -> None:
-        """Have the drainer write everything journaled so far to the store; returns when it has (or has died)."""
-        with self._cond:
-            self._asked += 1
-            n, generation = self._asked, self._generation
-        if not self._send(f"flush {n}"):
-            return
+        """Have the drainer write everything journaled so far to the store; returns when it has, or when no drainer
+        answered within ``REPLY_TIMEOUT``. A drainer that dies before answering: the one replacing it is asked."""
         deadline = time.monotonic() + REPLY_TIMEOUT
-        with self._cond:
-            while self._done < n and self._generation == generation and not self._stopping:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    log.warning("prediction log: the drainer did not answer a flush within %.0f s", REPLY_TIMEOUT)
+        while True:
+            with self._cond:
+                self._asked += 1
+                n, generation = self._asked, self._generation
+            self._send(f"flush {n}")  # a child already gone is being replaced: the wait sees the next generation
+            with self._cond:
+                while self._done < n and self._generation == generation and not self._stopping:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        log.warning("prediction log: the drainer did not answer a flush within %.0f s", REPLY_TIMEOUT)
+                        return
+                    self._cond.wait(min(remaining, 0.5))
+                if self._done >= n or self._stopping:
                     return
-                self._cond.wait(min(remaining, 0.5))
 
     def stop(self, timeout: float = 30.0) -> None:
         """Tell the drainer to drain what is left and exit; wait for it (killed after ``timeout``)."""

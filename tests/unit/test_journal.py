@@ -67,3 +67,30 @@ def test_the_backlog_after_replaying_a_dead_process_journal_counts_only_this_pro
 
 def _answer(request_id: str) -> dict[str, object]:
     return {"request_id": request_id, "model_name": "m", "variant": "champion", "status": "ok", "served": 1}
+
+
+def test_a_flush_whose_drainer_died_is_answered_by_the_drainer_replacing_it(tmp_path: Path) -> None:
+    """``mlops serve``'s drainer process killed right before a flush: the flush returns once the replacement has
+    written the answers, not as soon as it notices the death (a flush means "in the store" to its caller)."""
+    import os
+    import signal
+
+    from sqlalchemy import func, select
+
+    from core.store.drainer import Drainer
+    from core.store.schema import get_engine, predictions
+
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    log = PredictionLog(store_url, flush_interval=3600, journal_dir=tmp_path / "journal")  # drains when asked only
+    log.child_drainer = Drainer
+    log.start()
+    first = log._drainer._proc
+    log.record_many([_answer(f"r{i}") for i in range(20)])
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    log.flush()
+    assert log._drainer._proc is not first
+    with get_engine(store_url).connect() as conn:
+        assert conn.execute(select(func.count()).select_from(predictions)).scalar() == 20
+    assert log.backlog == 0
+    log.close()
