@@ -54,6 +54,9 @@ from common import (
 
 FRACTIONS = (0.3, 0.5, 0.7, 0.85)  # of the predicted saturation rate
 RAMP = (0.9, 1.0, 1.15, 1.3, 1.5)
+# Connections the generator keeps open: more than the answers in flight near saturation (rate times response time,
+# about 60 at 7,500/s and 8 ms), or arrivals wait for a free one and the generator is no longer open-loop.
+CONNECTIONS = 256
 SPIN = 0.0015  # seconds before an arrival's time that its connection stops sleeping and yields until then
 
 
@@ -204,7 +207,14 @@ def check_workers(
         for fraction in FRACTIONS:
             rate = round(fraction * saturation, 1)
             measured = run_loadgen(
-                {**base, "mode": "poisson", "rate": rate, "seconds": args.seconds, "connections": 64, "seed": 1},
+                {
+                    **base,
+                    "mode": "poisson",
+                    "rate": rate,
+                    "seconds": args.seconds,
+                    "connections": CONNECTIONS,
+                    "seed": 1,
+                },
                 workdir,
             )
             row = batched_queue_at(workers, rate, service, cost)
@@ -229,7 +239,14 @@ def check_workers(
         for factor in RAMP:
             rate = round(factor * saturation, 1)
             measured = run_loadgen(
-                {**base, "mode": "poisson", "rate": rate, "seconds": args.seconds / 2, "connections": 128, "seed": 2},
+                {
+                    **base,
+                    "mode": "poisson",
+                    "rate": rate,
+                    "seconds": args.seconds / 2,
+                    "connections": CONNECTIONS,
+                    "seed": 2,
+                },
                 workdir,
             )
             ramp.append(measured)

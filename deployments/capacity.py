@@ -17,7 +17,8 @@ requests costs ``S(b) = fixed + per_request * b`` ms of a replica: ``fixed`` is 
 ``per_request`` what does not (HTTP, parsing, validation, answer, log row, and a row's share of the predict). Both
 are fitted to the mean time of bursts of 1, 2, 4, 8 and 16 concurrent requests, each size sent back to back for a
 second or more so that the work deferred per request (the prediction log's writes) is counted, and followed by the
-time the gateway's log takes to reach the store afterwards (its ``mlops_gateway_log_backlog`` back at 0). Each
+CPU time the gateway's drainer spends until its log is in the store (``mlops_gateway_log_drain_cpu_seconds``, until
+``mlops_gateway_log_backlog`` is back at 0). Each
 replica has its own batcher and takes ``lambda/c`` of the Poisson arrivals (connections are spread over replicas,
 not requests over idle ones). At that rate:
 
@@ -509,8 +510,9 @@ def measure_batch_times(
     (so the gateway's batcher answers them with one predict), from the first byte sent to the last answer read;
     per size, smallest first, after ``warmup`` bursts that let the batcher learn the size: at least ``rounds``
     bursts, back to back for at least ``min_seconds`` (five of the prediction log's writes to the store, whose cost
-    belongs to the requests too: see ``BatchCost.fit``), then the time until the gateway's log backlog (its
-    ``/metrics`` gauge ``mlops_gateway_log_backlog``) is back at 0, spread over that size's bursts.
+    belongs to the requests too: see ``BatchCost.fit``), then the CPU time its drainer spends until the gateway's
+    log backlog (its ``/metrics`` gauge ``mlops_gateway_log_backlog``) is back at 0, spread over that size's bursts
+    (the wall time, from a gateway that does not report ``mlops_gateway_log_drain_cpu_seconds``).
     The client is a bare HTTP/1.1 writer on asyncio streams: its own cost per request stays small against the
     gateway's."""
     import asyncio
@@ -544,24 +546,37 @@ def measure_batch_times(
 
     metrics = f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
-    async def backlog(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float | None:
+    async def log_gauges(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, float]:
+        """The gateway's prediction-log gauges: ``backlog`` and ``drain_cpu`` (absent from an older release)."""
         writer.write(metrics)
+        found = {}
         for line in (await answer(reader)).splitlines():
-            if line.startswith(b"mlops_gateway_log_backlog "):
-                return float(line.split()[1])
-        return None  # a gateway without the gauge (an older release): nothing to wait for
+            for name, key in (
+                (b"mlops_gateway_log_backlog ", "backlog"),
+                (b"mlops_gateway_log_drain_cpu_seconds ", "drain_cpu"),
+            ):
+                if line.startswith(name):
+                    found[key] = float(line.split()[1])
+        return found
 
     async def caught_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
-        """Seconds until the answers just given are in the store: the log's drain is work every answer costs."""
+        """Milliseconds of the log's drain still owed by the answers just given, once they are in the store: the
+        drainer's CPU time until then (it sleeps between its chunks: its wall time is not the gateway's cost), or
+        the wall time where the gateway does not report it."""
         started = time.perf_counter()
-        while (left := await backlog(reader, writer)) and time.perf_counter() - started < CATCH_UP_LIMIT:
+        before = await log_gauges(reader, writer)
+        now = before
+        while now.get("backlog") and time.perf_counter() - started < CATCH_UP_LIMIT:
             await asyncio.sleep(0.01)
-        if left:
+            now = await log_gauges(reader, writer)
+        if now.get("backlog"):
             raise CapacityError(
-                f"the gateway's prediction log still had {left:.0f} answers to write to the store "
+                f"the gateway's prediction log still had {now['backlog']:.0f} answers to write to the store "
                 f"{CATCH_UP_LIMIT:.0f} s after the bursts: the store is slow or unreachable (see the gateway's log)."
             )
-        return time.perf_counter() - started
+        if "drain_cpu" in before and "drain_cpu" in now:
+            return (now["drain_cpu"] - before["drain_cpu"]) * 1000.0
+        return (time.perf_counter() - started) * 1000.0
 
     async def run() -> dict[int, list[float]]:
         streams = [await asyncio.open_connection(host, port) for _ in range(max(sizes))]
@@ -586,9 +601,9 @@ def measure_batch_times(
                     if i == warmup - 1:  # the warm-up's log rows are not the measured bursts' cost
                         await caught_up(*probe)
                     i += 1
-                # The drain runs beside the bursts at a lower priority and falls behind them: the time it takes to
-                # catch up afterwards is part of what the measured bursts cost, spread over them.
-                extra = await caught_up(*probe) * 1000.0 / len(times[size])
+                # The drain runs beside the bursts at a lower priority and falls behind them: what it takes to catch
+                # up afterwards is part of what the measured bursts cost, spread over them.
+                extra = await caught_up(*probe) / len(times[size])
                 times[size] = [t + extra for t in times[size]]
         finally:
             for _, writer in [*streams, probe]:

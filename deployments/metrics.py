@@ -73,3 +73,9 @@ class Metrics:
                 "unreachable, or while the gateway's load leaves its drainer too little CPU).",
                 registry=self.registry,
             ).set_function(lambda: float(prediction_log.backlog))
+            Gauge(
+                "mlops_gateway_log_drain_cpu_seconds",
+                "CPU seconds spent writing the journal to the project store since the gateway started (by its "
+                "drainer process under `mlops serve`): the part of an answer's cost paid after it was sent.",
+                registry=self.registry,
+            ).set_function(lambda: float(prediction_log.drain_cpu_seconds))

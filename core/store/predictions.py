@@ -85,6 +85,8 @@ class PredictionLog:
         self.unreachable_since: float | None = None  # monotonic time the store stopped answering, while it does not
         self.outages = 0  # times the store became unreachable (each logged, and its recovery)
         self.drained_to = 0  # the last journal entry written to the store by this process
+        self.drain_cpu_seconds = 0.0  # CPU time spent writing the journal to the store (this process or its drainer)
+        self._marks: dict[str, int] = {}  # journal -> its last entry in the store (``_mark``)
 
     # ---- writing ---------------------------------------------------------------------------------------------
     def start(self) -> PredictionLog:
@@ -182,11 +184,28 @@ class PredictionLog:
                 )
                 self._write_one_by_one(rows, labels)
 
-    def _drain(self, journal: Journal) -> bool:
-        """Journal -> store, batch by batch; False when the store is unreachable (the rest stays journaled)."""
+    def _drain(self, journal: Journal, pause: float = 0.0, smallest: int = 0) -> bool:
+        """Journal -> store, batch by batch (a transaction each), until a batch finds the journal emptied; False when
+        the store is unreachable (the rest stays journaled). With ``smallest``, batches start at that many rows and
+        double while the journal fills them (up to ``batch_size``), with ``pause`` seconds asleep between two: the
+        drain's CPU comes in short bursts while it keeps up, and in batches that cost less per row when it has
+        fallen behind. Its CPU time is added to ``drain_cpu_seconds``."""
+        started = time.thread_time()
+        try:
+            drained = self._drain_batches(journal, pause, smallest or self.batch_size)
+        except BaseException:
+            self._marks.pop(journal.name, None)
+            raise
+        finally:
+            self.drain_cpu_seconds += time.thread_time() - started
+        if not drained:  # a write failed: it may have committed, so the store's mark is read again next time
+            self._marks.pop(journal.name, None)
+        return drained
+
+    def _drain_batches(self, journal: Journal, pause: float, size: int) -> bool:
         mark = self._mark(journal.name)
         journal.forget(mark)  # written before a crash, not yet forgotten
-        while entries := journal.read(mark, self.batch_size):
+        while entries := journal.read(mark, size):
             try:
                 with self.engine.begin() as conn:
                     self._insert_entries(conn, entries)
@@ -199,10 +218,15 @@ class PredictionLog:
                 if not self._drain_one_by_one(journal.name, entries):
                     return False
             self._store_is_back()
-            mark = self.drained_to = entries[-1][0]
+            mark = self.drained_to = self._marks[journal.name] = entries[-1][0]
             if any(kind == FEEDBACK for _, kind, _ in entries):  # the fault suite's crash needs both kinds stored
                 crash_point(self.fault_point, JOURNAL_DRAINED)
             journal.forget(mark)
+            if len(entries) < size:  # that was all of it
+                break
+            size = min(2 * size, self.batch_size)
+            if pause:
+                time.sleep(pause)
         return True
 
     def _insert_entries(self, conn: Any, entries: list[tuple[int, str, dict[str, Any]]]) -> None:
@@ -266,9 +290,14 @@ class PredictionLog:
             return False
 
     def _mark(self, name: str) -> int:
-        with self.engine.connect() as conn:
-            found = conn.execute(select(journal_marks.c.last_entry).where(journal_marks.c.journal == name)).scalar()
-        return int(found or 0)
+        """The journal's last entry in the store: read once, then kept as this process commits more (the journal's
+        lock makes it the only writer of that mark), and read again after a failed write, which may have
+        committed."""
+        if name not in self._marks:
+            with self.engine.connect() as conn:
+                found = conn.execute(select(journal_marks.c.last_entry).where(journal_marks.c.journal == name)).scalar()
+            self._marks[name] = int(found or 0)
+        return self._marks[name]
 
     def _recover(self, folder: Path) -> None:
         """Replay the journals of processes that died (nobody holds their lock) before answering anything."""
