@@ -16,8 +16,8 @@ answers the requests that queued during one ``predict`` with the next single ``p
 requests costs ``S(b) = fixed + per_request * b`` ms of a replica: ``fixed`` is what batches (the predict call),
 ``per_request`` what does not (HTTP, parsing, validation, answer, log row, and a row's share of the predict). Both
 are fitted to the mean time of bursts of 1, 2, 4, 8 and 16 concurrent requests, each size sent back to back for a
-second or more so that the work deferred per request (the prediction log's writes) is counted, and followed by the
-CPU time the gateway's drainer spends until its log is in the store (``mlops_gateway_log_drain_cpu_seconds``, until
+second or more so that the work deferred per request (the prediction log's writes) is counted, each burst charged
+its share of the CPU time the gateway's drainer spent on them (``mlops_gateway_log_drain_cpu_seconds``, read until
 ``mlops_gateway_log_backlog`` is back at 0). Each
 replica has its own batcher and takes ``lambda/c`` of the Poisson arrivals (connections are spread over replicas,
 not requests over idle ones). At that rate:
@@ -510,9 +510,9 @@ def measure_batch_times(
     (so the gateway's batcher answers them with one predict), from the first byte sent to the last answer read;
     per size, smallest first, after ``warmup`` bursts that let the batcher learn the size: at least ``rounds``
     bursts, back to back for at least ``min_seconds`` (five of the prediction log's writes to the store, whose cost
-    belongs to the requests too: see ``BatchCost.fit``), then the CPU time its drainer spends until the gateway's
-    log backlog (its ``/metrics`` gauge ``mlops_gateway_log_backlog``) is back at 0, spread over that size's bursts
-    (the wall time, from a gateway that does not report ``mlops_gateway_log_drain_cpu_seconds``).
+    belongs to the requests too: see ``BatchCost.fit``), each charged its share of the CPU time the gateway's
+    drainer spent on them (read once its ``/metrics`` gauge ``mlops_gateway_log_backlog`` is back at 0; from a
+    gateway that does not report ``mlops_gateway_log_drain_cpu_seconds``, the wall time it took to get there).
     The client is a bare HTTP/1.1 writer on asyncio streams: its own cost per request stays small against the
     gateway's."""
     import asyncio
@@ -559,13 +559,10 @@ def measure_batch_times(
                     found[key] = float(line.split()[1])
         return found
 
-    async def caught_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> float:
-        """Milliseconds of the log's drain still owed by the answers just given, once they are in the store: the
-        drainer's CPU time until then (it sleeps between its chunks: its wall time is not the gateway's cost), or
-        the wall time where the gateway does not report it."""
+    async def caught_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, float]:
+        """The log's gauges once the answers given so far are in the store, and ``wall``: the seconds that took."""
         started = time.perf_counter()
-        before = await log_gauges(reader, writer)
-        now = before
+        now = await log_gauges(reader, writer)
         while now.get("backlog") and time.perf_counter() - started < CATCH_UP_LIMIT:
             await asyncio.sleep(0.01)
             now = await log_gauges(reader, writer)
@@ -574,9 +571,7 @@ def measure_batch_times(
                 f"the gateway's prediction log still had {now['backlog']:.0f} answers to write to the store "
                 f"{CATCH_UP_LIMIT:.0f} s after the bursts: the store is slow or unreachable (see the gateway's log)."
             )
-        if "drain_cpu" in before and "drain_cpu" in now:
-            return (now["drain_cpu"] - before["drain_cpu"]) * 1000.0
-        return (time.perf_counter() - started) * 1000.0
+        return {**now, "wall": time.perf_counter() - started}
 
     async def run() -> dict[int, list[float]]:
         streams = [await asyncio.open_connection(host, port) for _ in range(max(sizes))]
@@ -588,6 +583,7 @@ def measure_batch_times(
                 times[size] = []
                 i = 0
                 until = math.inf
+                start: dict[str, float] = {}
                 while i < rounds + warmup or time.perf_counter() < until:
                     if i == warmup:
                         until = time.perf_counter() + min_seconds
@@ -599,12 +595,18 @@ def measure_batch_times(
                     if i >= warmup:
                         times[size].append((time.perf_counter() - started) * 1000.0)
                     if i == warmup - 1:  # the warm-up's log rows are not the measured bursts' cost
-                        await caught_up(*probe)
+                        start = await caught_up(*probe)
                     i += 1
-                # The drain runs beside the bursts at a lower priority and falls behind them: what it takes to catch
-                # up afterwards is part of what the measured bursts cost, spread over them.
-                extra = await caught_up(*probe) / len(times[size])
-                times[size] = [t + extra for t in times[size]]
+                # The log's drain is work every answer costs. The drainer does most of it while the gateway waits
+                # for the client's next burst, a gap open-loop traffic near saturation does not leave: all of its
+                # CPU time for these bursts is added to them (spread evenly), or, from a gateway that does not
+                # report it, the time it takes to catch up afterwards.
+                end = await caught_up(*probe)
+                if "drain_cpu" in start and "drain_cpu" in end:
+                    owed = (end["drain_cpu"] - start["drain_cpu"]) * 1000.0
+                else:
+                    owed = end["wall"] * 1000.0
+                times[size] = [t + owed / len(times[size]) for t in times[size]]
         finally:
             for _, writer in [*streams, probe]:
                 writer.close()
