@@ -19,15 +19,8 @@ What it keeps of the journal's guarantees (``core.store.journal``):
   journal and its mark, and exits: the answers reach the store without waiting for the next gateway to start;
 * when it dies, the gateway logs it and starts another: answers stay journaled meanwhile.
 
-It runs at niceness 10, and in short bursts while it keeps up: a drain starts with a batch of ``DRAIN_CHUNK`` rows
-(a store transaction each) and doubles the batch while the journal fills it, up to the log's batch size, sleeping
-``DRAIN_PAUSE`` between two. Batches of 500 rows held the core for up to about 10 ms, and a request that woke the
-gateway meanwhile could wait for the rest of the drainer's time slice. Measured on one core, two runs each
-(``benchmarks/README.md``, "Capacity"): p95 at 4,500 requests/s 4.8-5.5 ms against 5.5-6.9 ms (six runs) with batches
-of 500; at 6,000 and 7,000/s no difference beyond the noise between runs. Small batches cost more CPU per row (a
-transaction each: 31-34 against 18-20 microseconds per row for 32 and 500), hence the doubling when it falls behind.
-It leaves the deleting of drained entries to the gateway's appends (``Journal.forget_later``): its own deletes took
-the journal's write lock, and SQLite's busy handler slept the gateway's event loop.
+It runs at niceness 10 and leaves the deleting of drained entries to the gateway's appends (``Journal.forget_later``):
+its own deletes took the journal's write lock, and SQLite's busy handler slept the gateway's event loop.
 
 Protocol, one line each way: the gateway writes ``flush <n>`` or ``stop``; the drainer writes ``status <json>``
 (its counters: rows written, rows dropped, store outages, seconds the store has been unreachable, the last journal
@@ -66,8 +59,6 @@ REPLY_TIMEOUT = 60.0  # seconds a flush waits for the drainer's answer
 # at niceness 10, 6.5-8.2 ms at 0, 12.8-13.6 ms with the writer thread.
 NICENESS = 10
 QUICK_LOOK = 0.02  # seconds to the next drain after one that wrote something
-DRAIN_CHUNK = 32  # rows in the first batch of a drain: about half a millisecond of CPU
-DRAIN_PAUSE = 0.001  # seconds asleep between two batches of a drain: the gateway gets its core back
 
 
 class Drainer:
@@ -279,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             *lines, pending = pending.split(b"\n")
             asked = [line.decode().strip() for line in lines if line.strip()]
         try:
-            writer._drain(journal, pause=DRAIN_PAUSE, smallest=DRAIN_CHUNK)
+            writer._drain(journal)
         except Exception:  # the drainer must outlive a bad moment of the store
             log.exception("draining the journal failed; retrying")
         now = _counters(writer)

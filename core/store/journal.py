@@ -124,7 +124,7 @@ class Journal:
             if not self.appended_elsewhere:
                 self._drain_conn.execute("DELETE FROM entries WHERE id <= ?", (up_to,))
             # keeps the WAL file small, off the request path; not after every drained batch (a few hundred
-            # microseconds each, most of a small batch's cost)
+            # microseconds each, most of the cost of a drain of a few rows)
             if time.monotonic() - self._checkpointed_at >= CHECKPOINT_EVERY:
                 self._drain_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 self._checkpointed_at = time.monotonic()

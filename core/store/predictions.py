@@ -184,15 +184,12 @@ class PredictionLog:
                 )
                 self._write_one_by_one(rows, labels)
 
-    def _drain(self, journal: Journal, pause: float = 0.0, smallest: int = 0) -> bool:
+    def _drain(self, journal: Journal) -> bool:
         """Journal -> store, batch by batch (a transaction each), until a batch finds the journal emptied; False when
-        the store is unreachable (the rest stays journaled). With ``smallest``, batches start at that many rows and
-        double while the journal fills them (up to ``batch_size``), with ``pause`` seconds asleep between two: the
-        drain's CPU comes in short bursts while it keeps up, and in batches that cost less per row when it has
-        fallen behind. Its CPU time is added to ``drain_cpu_seconds``."""
+        the store is unreachable (the rest stays journaled). Its CPU time is added to ``drain_cpu_seconds``."""
         started = time.thread_time()
         try:
-            drained = self._drain_batches(journal, pause, smallest or self.batch_size)
+            drained = self._drain_batches(journal)
         except BaseException:
             self._marks.pop(journal.name, None)
             raise
@@ -202,10 +199,10 @@ class PredictionLog:
             self._marks.pop(journal.name, None)
         return drained
 
-    def _drain_batches(self, journal: Journal, pause: float, size: int) -> bool:
+    def _drain_batches(self, journal: Journal) -> bool:
         mark = self._mark(journal.name)
         journal.forget(mark)  # written before a crash, not yet forgotten
-        while entries := journal.read(mark, size):
+        while entries := journal.read(mark, self.batch_size):
             try:
                 with self.engine.begin() as conn:
                     self._insert_entries(conn, entries)
@@ -222,11 +219,8 @@ class PredictionLog:
             if any(kind == FEEDBACK for _, kind, _ in entries):  # the fault suite's crash needs both kinds stored
                 crash_point(self.fault_point, JOURNAL_DRAINED)
             journal.forget(mark)
-            if len(entries) < size:  # that was all of it
+            if len(entries) < self.batch_size:  # that was all of it
                 break
-            size = min(2 * size, self.batch_size)
-            if pause:
-                time.sleep(pause)
         return True
 
     def _insert_entries(self, conn: Any, entries: list[tuple[int, str, dict[str, Any]]]) -> None:

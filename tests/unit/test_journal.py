@@ -98,32 +98,6 @@ def test_a_flush_whose_drainer_died_is_answered_by_the_drainer_replacing_it(tmp_
     log.close()
 
 
-def test_a_drain_starts_small_and_doubles_its_batches_while_the_journal_fills_them(tmp_path: Path) -> None:
-    """The drainer's bursts of CPU stay short while it keeps up, and its batches grow (cheaper per row) when it has
-    fallen behind; each batch is one transaction, and every row lands once."""
-    from sqlalchemy import func, select
-
-    from core.store.schema import get_engine, predictions
-
-    store_url = f"sqlite:///{tmp_path / 'store.db'}"
-    log = PredictionLog(store_url, batch_size=16, journal_dir=tmp_path / "journal")
-    journal = Journal.create(tmp_path / "journal")
-    batches: list[int] = []
-    insert = log._insert_entries
-    log._insert_entries = lambda conn, entries: (batches.append(len(entries)), insert(conn, entries))  # type: ignore[method-assign]
-    journal.append(PREDICTION, [_journaled(f"r{i}") for i in range(40)])
-    assert log._drain(journal, pause=0.001, smallest=2)
-    assert batches == [2, 4, 8, 16, 10]
-    journal.append(PREDICTION, [_journaled(f"s{i}") for i in range(3)])
-    batches.clear()
-    assert log._drain(journal, pause=0.001, smallest=2)
-    assert batches == [2, 1]  # keeping up again: back to the small first batch
-    with get_engine(store_url).connect() as conn:
-        assert conn.execute(select(func.count()).select_from(predictions)).scalar() == 43
-    assert log.drained_to == 43 and log.drain_cpu_seconds > 0
-    journal.close(remove_if_empty=False)
-
-
 def test_the_store_mark_is_read_again_after_a_failed_write(tmp_path: Path) -> None:
     """The drain keeps the journal's mark between drains, but not across a failed write, which may have committed:
     a batch the store already holds is then skipped, not written twice."""
