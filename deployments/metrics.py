@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -57,25 +58,30 @@ class Metrics:
             "mlops_gateway_challenger_weight_percent", "Challenger's traffic share.", registry=self.registry
         )
         if prediction_log is not None:  # read at scrape time from the log's writer (``core.store.predictions``)
-            Gauge(
-                "mlops_gateway_store_unreachable",
-                "1 while the project store does not answer (answers and labels wait in the journal).",
-                registry=self.registry,
-            ).set_function(lambda: float(prediction_log.unreachable_since is not None))
-            Gauge(
-                "mlops_gateway_store_outages",
-                "Times the project store became unreachable since the gateway started.",
-                registry=self.registry,
-            ).set_function(lambda: float(prediction_log.outages))
-            Gauge(
-                "mlops_gateway_log_backlog",
-                "Answers and labels journaled and not yet written to the project store (grows while the store is "
-                "unreachable, or while the gateway's load leaves its drainer too little CPU).",
-                registry=self.registry,
-            ).set_function(lambda: float(prediction_log.backlog))
-            Gauge(
-                "mlops_gateway_log_drain_cpu_seconds",
-                "CPU seconds spent writing the journal to the project store since the gateway started (by its "
-                "drainer process under `mlops serve`): the part of an answer's cost paid after it was sent.",
-                registry=self.registry,
-            ).set_function(lambda: float(prediction_log.drain_cpu_seconds))
+            log = prediction_log
+            read_at_scrape: list[tuple[str, str, Callable[[], float]]] = [
+                (
+                    "mlops_gateway_store_unreachable",
+                    "1 while the project store does not answer (answers and labels wait in the journal).",
+                    lambda: float(log.unreachable_since is not None),
+                ),
+                (
+                    "mlops_gateway_store_outages",
+                    "Times the project store became unreachable since the gateway started.",
+                    lambda: float(log.outages),
+                ),
+                (
+                    "mlops_gateway_log_backlog",
+                    "Answers and labels journaled and not yet written to the project store (grows while the store is "
+                    "unreachable, or while the gateway's load leaves its drainer too little CPU).",
+                    lambda: float(log.backlog),
+                ),
+                (
+                    "mlops_gateway_log_drain_cpu_seconds",
+                    "CPU seconds spent writing the journal to the project store since the gateway started (by its "
+                    "drainer process under `mlops serve`): the part of an answer's cost paid after it was sent.",
+                    lambda: float(log.drain_cpu_seconds),
+                ),
+            ]
+            for name, documentation, read in read_at_scrape:
+                Gauge(name, documentation, registry=self.registry).set_function(read)

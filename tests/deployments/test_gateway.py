@@ -61,7 +61,9 @@ def test_predict_feedback_health_and_metrics(
     assert 'mlops_gateway_predictions_total{variant="champion"} 3.0' in metrics
     assert "mlops_gateway_predict_latency_seconds_bucket" in metrics
     assert 'mlops_gateway_batch_rows_sum{variant="champion"} 3.0' in metrics  # one request of 3 records, one call
+    assert "mlops_gateway_log_drain_cpu_seconds " in metrics and "mlops_gateway_log_backlog " in metrics
     served.gateway.log.flush()
+    assert served.gateway.log.drain_cpu_seconds > 0  # the capacity planner charges it to the answers
     from sqlalchemy import func, select
 
     from core.store.schema import feedback, get_engine, predictions
