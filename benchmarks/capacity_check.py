@@ -187,12 +187,13 @@ def log_caught_up(port: int, limit: float = 60.0) -> float:
     read is a new connection, which the kernel gives to any worker: four zeros in a row stand for all of them."""
     import httpx
 
+    from deployments.capacity import prediction_log_gauges
+
     started = time.perf_counter()
     zeros = 0
     while time.perf_counter() - started < limit:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        gauge = [float(x.split()[1]) for x in text.splitlines() if x.startswith("mlops_gateway_log_backlog ")]
-        zeros = zeros + 1 if not any(gauge) else 0
+        gauges = prediction_log_gauges(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).content)
+        zeros = zeros + 1 if not gauges.get("backlog") else 0
         if zeros == 4:
             return time.perf_counter() - started
         time.sleep(0.01)

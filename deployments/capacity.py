@@ -497,6 +497,20 @@ def measure_service_times(url: str, records: list[dict[str, Any]], count: int = 
     return np.asarray(times)
 
 
+LOG_GAUGES = {b"mlops_gateway_log_backlog": "backlog", b"mlops_gateway_log_drain_cpu_seconds": "drain_cpu"}
+
+
+def prediction_log_gauges(metrics: bytes) -> dict[str, float]:
+    """A gateway's prediction-log gauges from its ``/metrics`` text: ``backlog`` (answers not yet in the store) and
+    ``drain_cpu`` (CPU seconds the drain has taken); a gauge an older release does not report is absent."""
+    found = {}
+    for line in metrics.splitlines():
+        name, _, value = line.partition(b" ")
+        if name in LOG_GAUGES:
+            found[LOG_GAUGES[name]] = float(value)
+    return found
+
+
 def measure_batch_times(
     host: str,
     port: int,
@@ -547,17 +561,8 @@ def measure_batch_times(
     metrics = f"GET /metrics HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
 
     async def log_gauges(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, float]:
-        """The gateway's prediction-log gauges: ``backlog`` and ``drain_cpu`` (absent from an older release)."""
         writer.write(metrics)
-        found = {}
-        for line in (await answer(reader)).splitlines():
-            for name, key in (
-                (b"mlops_gateway_log_backlog ", "backlog"),
-                (b"mlops_gateway_log_drain_cpu_seconds ", "drain_cpu"),
-            ):
-                if line.startswith(name):
-                    found[key] = float(line.split()[1])
-        return found
+        return prediction_log_gauges(await answer(reader))
 
     async def caught_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, float]:
         """The log's gauges once the answers given so far are in the store, and ``wall``: the seconds that took."""

@@ -188,15 +188,13 @@ class PredictionLog:
         """Journal -> store, batch by batch (a transaction each), until a batch finds the journal emptied; False when
         the store is unreachable (the rest stays journaled). Its CPU time is added to ``drain_cpu_seconds``."""
         started = time.thread_time()
+        drained = False
         try:
             drained = self._drain_batches(journal)
-        except BaseException:
-            self._marks.pop(journal.name, None)
-            raise
         finally:
             self.drain_cpu_seconds += time.thread_time() - started
-        if not drained:  # a write failed: it may have committed, so the store's mark is read again next time
-            self._marks.pop(journal.name, None)
+            if not drained:  # a write failed or raised: it may have committed, so the store's mark is read again
+                self._marks.pop(journal.name, None)
         return drained
 
     def _drain_batches(self, journal: Journal) -> bool:

@@ -3,7 +3,7 @@ commit, so the two never wait on each other for the journal's write lock; and th
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.store.journal import FORGET_CHUNK, PREDICTION, Journal
@@ -137,6 +137,4 @@ def test_the_store_mark_is_read_again_after_a_failed_write(tmp_path: Path) -> No
 
 def _journaled(request_id: str) -> dict[str, object]:
     """An answer as the gateway journals it (``record_many`` adds the time)."""
-    from datetime import datetime
-
     return {**_answer(request_id), "at": datetime.now(UTC)}
