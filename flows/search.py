@@ -4,8 +4,9 @@ on Dask.
 A local Dask cluster (``training.search.dask_workers`` processes) by default, or the scheduler at
 ``MLOPS_DASK_ADDRESS`` (for example one started by dask-kubernetes). Trials are proposed ``parallelism`` at a time
 and told back in order, so the same seed gives the same trials on any number of workers. Each round's proposals
-are split into contiguous batches of ``trials_per_task`` (by default one batch per worker), one ``search-trials``
-Prefect task each, so Prefect's per-task cost is paid per batch rather than per trial.
+are split into ``ceil(parallelism / trials_per_task)`` batches (by default one per worker), one ``search-trials``
+Prefect task each, so Prefect's per-task cost is paid per batch rather than per trial: contiguous at first, then
+balanced by the seconds the trials done so far predict (``training.search.plan_batches``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from core.config import ProjectConfig, SearchConfig
 from core.errors import MlopsError
 from core.settings import Settings
 from tasks.search import evaluate_trials_task, trials_run_name
-from training.search import SearchResult, TrialResult, chunks, error_text, make_study, suggest
+from training.search import SearchResult, TrialResult, error_text, make_study, plan_batches, suggest
 
 
 def dask_runner(settings: Settings, search: SearchConfig) -> object:
@@ -62,15 +63,18 @@ def hyperparameter_search(config: ProjectConfig, train_rows: pd.DataFrame) -> Se
         batch = [study.ask() for _ in range(min(search.parallelism, search.n_trials - len(result.trials)))]
         asked = {trial.number: trial for trial in batch}
         proposals = [(trial.number, suggest(trial, search.space)) for trial in batch]
-        submitted = [(chunk, _submit(chunk, train_rows, config)) for chunk in chunks(proposals, per_task)]
-        for chunk, future in submitted:  # chunks are contiguous, so this tells the study in trial-number order
-            for trial in _chunk_results(chunk, future):
-                if trial.score is None:
-                    study.tell(asked[trial.number], state=_failed())
-                else:
-                    study.tell(asked[trial.number], trial.score)
-                result.trials.append(trial)
-            logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
+        batches, seconds = plan_batches(proposals, per_task, search.space, result.trials)
+        if seconds is not None and len(batches) > 1:
+            logger.info("%s", _balance_text(batches, proposals, seconds))
+        submitted = [(batch, _submit(batch, train_rows, config)) for batch in batches]
+        finished = [trial for batch, future in submitted for trial in _chunk_results(batch, future)]
+        for trial in sorted(finished, key=lambda t: t.number):  # told in trial order, however they were batched
+            if trial.score is None:
+                study.tell(asked[trial.number], state=_failed())
+            else:
+                study.tell(asked[trial.number], trial.score)
+            result.trials.append(trial)
+        logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
     result.wall_seconds = time.monotonic() - started
     return result
 
@@ -88,6 +92,18 @@ def _chunk_results(chunk: list[tuple[int, dict[str, Any]]], future: Any) -> list
     except Exception as err:
         return [TrialResult(number, params, None, None, 0.0, error_text(err)) for number, params in chunk]
     return results
+
+
+def _balance_text(batches: list[list[tuple[int, dict[str, Any]]]], proposals: list[Any], seconds: list[float]) -> str:
+    """How a round was balanced, for the flow's log: each task's trials and their estimated seconds."""
+    estimate = {number: s for (number, _), s in zip(proposals, seconds, strict=True)}
+    parts = []
+    for batch in batches:
+        numbers = [n for n, _ in batch]
+        parts.append(
+            f"{trials_run_name(numbers).removeprefix('search-trials ')} ~{sum(estimate[n] for n in numbers):.1f} s"
+        )
+    return "trials balanced over tasks by the seconds earlier trials predict: " + "; ".join(parts)
 
 
 def _failed() -> object:

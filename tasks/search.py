@@ -18,8 +18,13 @@ from training.search import TrialResult, evaluate_trials
 
 
 def trials_run_name(numbers: list[int]) -> str:
-    """The task run's name in the Prefect UI: which trials it holds (contiguous)."""
-    span = str(numbers[0]) if len(numbers) == 1 else f"{numbers[0]}-{numbers[-1]}"
+    """The task run's name in the Prefect UI: which trials it holds, as a span when they are contiguous."""
+    if len(numbers) == 1:
+        span = str(numbers[0])
+    elif numbers == list(range(numbers[0], numbers[-1] + 1)):
+        span = f"{numbers[0]}-{numbers[-1]}"
+    else:
+        span = ",".join(str(n) for n in numbers)
     return f"search-trials {span}"
 
 
