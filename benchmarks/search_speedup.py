@@ -49,7 +49,7 @@ def run(
     address: str | None = None,
 ) -> dict[str, object]:
     from core.config import load_config
-    from flows.search import dask_runner, hyperparameter_search
+    from flows.search import TrainingRows, dask_runner, hyperparameter_search
     from services.context import open_context
     from training.data import load_data, split_holdout
 
@@ -74,7 +74,7 @@ def run(
         from prefect_dask import DaskTaskRunner
 
         runner = DaskTaskRunner(address=address)
-    result = hyperparameter_search.with_options(task_runner=runner)(config, split.train)
+    result = hyperparameter_search.with_options(task_runner=runner)(config, TrainingRows(frame=split.train))
     wall = time.perf_counter() - started
     best = result.best
     return {

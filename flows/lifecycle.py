@@ -29,7 +29,7 @@ from core.notify import notify
 from core.settings import get_settings
 from core.store.requests import ChangeRequest
 from core.tracking import code_version, run_url
-from flows.search import dask_runner, hyperparameter_search
+from flows.search import TrainingRows, dask_runner, hyperparameter_search
 from services.context import ProjectContext, open_context
 from tasks.data import load_training_data_task
 from tasks.intake import claim_request_task, finish_request_task
@@ -155,7 +155,9 @@ def _compare_on_recent(
 def _tune(context: ProjectContext, config: ProjectConfig, train_rows: pd.DataFrame, run_id: str) -> ProjectConfig:
     """The search on Dask, its trials as child runs of this run; returns the config with the best parameters."""
     search = check_search_space(config)
-    result = hyperparameter_search.with_options(task_runner=dask_runner(context.settings, search))(config, train_rows)
+    result = hyperparameter_search.with_options(task_runner=dask_runner(context.settings, search))(
+        config, TrainingRows(frame=train_rows)
+    )
     log_search(context.mlflow, run_id, result)
     best = result.best
     summary = f"best of {len(result.trials)} trials: {result.metric} {best.score:.4f} with {best.params}"

@@ -15,7 +15,7 @@ from core.errors import MlopsError
 from core.intake import submit_request
 from core.store.requests import ProjectStore
 from flows.lifecycle import lifecycle
-from flows.search import dask_runner, hyperparameter_search
+from flows.search import TrainingRows, dask_runner, hyperparameter_search
 from tests.conftest import DEMO_CONFIG
 from training.data import load_data, split_holdout
 
@@ -50,7 +50,10 @@ def test_a_search_runs_on_dask_and_registers_its_best_trial(settings: Any, store
     assert parent.data.params["search.best.C"] == best.data.params["C"]  # the candidate was trained with these
     art = Artifact.get("search-breast-cancer-classifier")
     assert art is not None and "| trial | accuracy |" in art.data
-    assert _task_run_names(_newest_search_run()) == ["search-trials 0-1", "search-trials 2-3"]  # a batch per worker
+    search_run = _newest_search_run()
+    assert _task_run_names(search_run) == ["search-trials 0-1", "search-trials 2-3"]  # a batch per worker
+    recorded = _flow_run_parameters(search_run)["train_rows"]  # what Prefect's database and UI keep: not the rows
+    assert set(recorded) == {"rows", "columns", "sha256"} and recorded["rows"] > 100, recorded
 
 
 @pytest.mark.parametrize(("per_task", "task_runs"), [(None, ["0-1", "2-3", "4-5"]), (3, ["0-2", "3", "4-5"])])
@@ -68,7 +71,7 @@ def test_batching_trials_per_task_keeps_the_trials_and_fails_only_the_bad_ones(
     def run(trials_per_task: int | None) -> tuple[list[tuple[Any, ...]], list[str]]:
         config = load_config(DEMO_CONFIG, {"training.search": {**search, "trials_per_task": trials_per_task}})
         train = split_holdout(load_data(config).frame, config).train
-        state = hyperparameter_search(config, train, return_state=True)
+        state = hyperparameter_search(config, TrainingRows(frame=train), return_state=True)
         result = state.result()
         trials = [(t.number, t.params, t.score, t.std, t.error) for t in result.trials]
         return [*trials, ("best", result.best.number)], _task_run_names(state.state_details.flow_run_id)
@@ -113,7 +116,7 @@ def test_a_lost_dask_worker_fails_the_trials_of_its_batch_only(settings: Any) ->
     train = split_holdout(load_data(config).frame, config).train
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retry on the next worker
         runner = dask_runner(settings, config.training.search)
-        result = hyperparameter_search.with_options(task_runner=runner)(config, train)
+        result = hyperparameter_search.with_options(task_runner=runner)(config, TrainingRows(frame=train))
     batches = [result.trials[:2], result.trials[2:]]
     killed = [b for b in batches if any(t.params["C"] > 5 for t in b)]
     assert len(killed) == 1, [t.params for t in result.trials]  # the seed puts the killer in one batch only
@@ -129,7 +132,7 @@ def _task_run_names(flow_run_id: Any) -> list[str]:
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted((r.name for r in runs), key=lambda name: int(name.split()[-1].split("-")[0]))
+    return sorted((r.name for r in runs), key=lambda name: int(re.split("[-,]", name.split()[-1])[0]))
 
 
 def _newest_search_run() -> Any:
@@ -144,3 +147,10 @@ def _newest_search_run() -> Any:
             limit=1,
         )
     return runs[0].id
+
+
+def _flow_run_parameters(flow_run_id: Any) -> dict[str, Any]:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return dict(client.read_flow_run(flow_run_id).parameters)
