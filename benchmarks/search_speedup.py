@@ -164,7 +164,11 @@ def warm_run(args: argparse.Namespace, workers: int) -> dict[str, object]:
     and Prefect's first task in that process), so the figure is the search's own."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True) as cluster:
+    from flows.search import prefect_api_url
+
+    # workers that report to the benchmark's Prefect API, as a user's cluster does to theirs (PREFECT_API_URL)
+    env = {"PREFECT_API_URL": prefect_api_url()}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, env=env) as cluster:
         address = cluster.scheduler_address
         run(workers, workers, workers, 2, 1, address)  # one trial per worker
         return run(args.trials, workers, args.parallelism, args.cv_folds, args.trials_per_task, address)

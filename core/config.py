@@ -128,9 +128,10 @@ class SearchConfig(_Strict):
         default=None,
         ge=1,
         description="Trials run one after another in one Prefect task (each still its own trial and MLflow child "
-        "run), so Prefect's per-task cost (about 0.6 s on Dask) is paid once per batch. Unset: "
-        "ceil(parallelism / dask_workers), one task per worker per round. At most parallelism. Does not change "
-        "which trials are proposed.",
+        "run), so Prefect's per-task cost (about 0.6 s on Dask) is paid once per batch: a round of parallelism "
+        "trials becomes ceil(parallelism / trials_per_task) tasks, balanced by estimated trial time after the "
+        "first round. Unset: ceil(parallelism / dask_workers), one task per worker per round. At most "
+        "parallelism. Does not change which trials are proposed.",
     )
 
     @model_validator(mode="after")

@@ -33,7 +33,12 @@ def dask_runner(settings: Settings, search: SearchConfig) -> object:
     if not settings.dask_address:
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
-            cluster_kwargs={"n_workers": search.dask_workers, "threads_per_worker": 1, "processes": True},
+            cluster_kwargs={
+                "n_workers": search.dask_workers,
+                "threads_per_worker": 1,
+                "processes": True,
+                "env": {"PREFECT_API_URL": prefect_api_url()},
+            },
         )
     from distributed import Client
 
@@ -64,6 +69,18 @@ class TrainingRows(BaseModel):
             "columns": len(self.frame.columns),
             "sha256": hashlib.sha256(hashed).hexdigest()[:16],
         }
+
+
+def prefect_api_url() -> str:
+    """The Prefect API this process reports to, for the local Dask workers to report to as well.
+
+    On the embedded defaults that API is a temporary server this process started, and a worker process that finds
+    no ``PREFECT_API_URL`` starts one of its own on the same database: several seconds of CPU at its first task,
+    and a server process beside every worker, competing with the trials for the cores."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 @flow(name="hyperparameter-search")

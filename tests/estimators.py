@@ -15,3 +15,20 @@ class WorkerKillingLogisticRegression(LogisticRegression):
         if self.C > 5:
             os._exit(1)
         return super().fit(X, y, sample_weight)
+
+
+class ServerSpottingLogisticRegression(LogisticRegression):
+    """Fails its trial when the process fitting it (a Dask worker) has started a Prefect API server of its own, as a
+    worker that was not told the flow's ``PREFECT_API_URL`` does at its first task."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> ServerSpottingLogisticRegression:
+        import psutil
+
+        servers = [
+            " ".join(child.cmdline())
+            for child in psutil.Process().children(recursive=True)
+            if "prefect.server" in " ".join(child.cmdline())
+        ]
+        if servers:
+            raise RuntimeError(f"this Dask worker started a Prefect API server of its own: {servers[0][:200]}")
+        return super().fit(X, y, sample_weight)

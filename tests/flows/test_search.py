@@ -3,7 +3,12 @@ trial registered through the usual gates."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +21,7 @@ from core.intake import submit_request
 from core.store.requests import ProjectStore
 from flows.lifecycle import lifecycle
 from flows.search import TrainingRows, dask_runner, hyperparameter_search
-from tests.conftest import DEMO_CONFIG
+from tests.conftest import DEMO_CONFIG, REPO
 from training.data import load_data, split_holdout
 
 SEARCH = {
@@ -100,6 +105,44 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
     ):
         lifecycle(config_path=str(DEMO_CONFIG), request_id=req.id)
     assert store.get(req.id).status == "failed"
+
+
+EMBEDDED_SEARCH = """
+import json, sys
+from core.config import load_config
+from core.settings import get_settings
+from flows.search import TrainingRows, dask_runner, hyperparameter_search
+from training.data import load_data, split_holdout
+
+if __name__ == "__main__":
+    settings = get_settings()
+    settings.apply_to_environment()
+    search = {"space": {"C": {"type": "float", "low": 0.1, "high": 2.0}}, "n_trials": 2, "parallelism": 2,
+              "dask_workers": 2, "cv_folds": 2, "seed": 1}
+    estimator = "tests.estimators.ServerSpottingLogisticRegression"
+    config = load_config(sys.argv[1], {"training.estimator": estimator, "training.search": search})
+    train = split_holdout(load_data(config).frame, config).train
+    runner = dask_runner(settings, config.training.search)
+    result = hyperparameter_search.with_options(task_runner=runner)(config, TrainingRows(frame=train))
+    print(json.dumps([t.error for t in result.trials]))
+"""
+
+
+@pytest.mark.slow
+def test_local_dask_workers_report_to_the_flows_prefect_api(home: Path, tmp_path: Path) -> None:
+    """On the embedded defaults (no PREFECT_API_URL: the flow's process starts a temporary API server), the local
+    cluster's workers are given that server's address. Without it each worker started a temporary server of its own
+    at its first task, seconds of CPU beside the trials; the estimator fails a trial in a worker that has one. Run
+    in a fresh process, as `mlops run` is: this session's test API is not the embedded one."""
+    script = tmp_path / "search.py"
+    script.write_text(EMBEDDED_SEARCH)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PYTHONPATH"] = str(REPO)
+    done = subprocess.run(
+        [sys.executable, str(script), str(DEMO_CONFIG)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["", ""]
 
 
 @pytest.mark.slow
