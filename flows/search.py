@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -61,14 +62,15 @@ class TrainingRows(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
     frame: pd.DataFrame
 
+    @cached_property
+    def digest(self) -> str:
+        """SHA-256 of the rows' content and index (computed once: Prefect serializes the parameter per task)."""
+        hashed = pd.util.hash_pandas_object(self.frame, index=True).to_numpy().tobytes()
+        return hashlib.sha256(hashed).hexdigest()[:16]
+
     @model_serializer
     def _summary(self) -> dict[str, Any]:
-        hashed = pd.util.hash_pandas_object(self.frame, index=True).to_numpy().tobytes()
-        return {
-            "rows": len(self.frame),
-            "columns": len(self.frame.columns),
-            "sha256": hashlib.sha256(hashed).hexdigest()[:16],
-        }
+        return {"rows": len(self.frame), "columns": len(self.frame.columns), "sha256": self.digest}
 
 
 def prefect_api_url() -> str:
