@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, model_serializer
 from core.config import ProjectConfig, SearchConfig
 from core.errors import MlopsError
 from core.settings import Settings
+from tasks.reporting import report_progress, start_progress
 from tasks.search import evaluate_trials_task, trials_run_name
 from training.search import SearchResult, TrialResult, error_text, make_study, plan_batches, suggest
 
@@ -96,6 +97,7 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
     result = SearchResult(metric=config.evaluation.primary_metric, direction=direction)
     study = make_study(search, direction)
     per_task = search.resolved_trials_per_task
+    progress = start_progress(config.model_name, "search", f"0 of {search.n_trials} trials")
     started = time.monotonic()
     while len(result.trials) < search.n_trials:
         if search.timeout_seconds is not None and time.monotonic() - started > search.timeout_seconds:
@@ -116,7 +118,11 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
                 study.tell(asked[trial.number], trial.score)
             result.trials.append(trial)
         logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
+        done = f"{len(result.trials)} of {search.n_trials} trials; best so far {_best_text(result)}"
+        report_progress(progress, len(result.trials), search.n_trials, done)
     result.wall_seconds = time.monotonic() - started
+    if result.stopped_early:
+        report_progress(progress, len(result.trials), search.n_trials, f"stopped: {result.stopped_early}")
     return result
 
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from uuid import UUID
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 
 from core.store.requests import ChangeRequest
@@ -168,6 +174,16 @@ OUTCOME_SUFFIX = "outcome"  # ``<kind>-outcome-<model>``: the typed result of a 
 def outcome_key(model_name: str, kind: str) -> str:
     """Key of the table artifact holding a run's typed result (what ``mlops <kind> --deployment`` reads back)."""
     return artifact_key(model_name, f"{kind}-{OUTCOME_SUFFIX}")
+
+
+def start_progress(model_name: str, kind: str, description: str) -> UUID:
+    """A progress bar on the flow run in the Prefect UI (artifact ``<kind>-progress-<model>``), at 0%."""
+    return create_progress_artifact(0.0, key=artifact_key(model_name, f"{kind}-progress"), description=description)
+
+
+def report_progress(artifact_id: UUID, done: int, total: int, description: str) -> None:
+    """Move that bar to ``done`` of ``total``, with what it means in words."""
+    update_progress_artifact(artifact_id, 100.0 * done / max(total, 1), description=description[:500])
 
 
 @task(name="publish-report", cache_policy=NO_CACHE)

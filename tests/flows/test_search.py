@@ -55,6 +55,9 @@ def test_a_search_runs_on_dask_and_registers_its_best_trial(settings: Any, store
     assert parent.data.params["search.best.C"] == best.data.params["C"]  # the candidate was trained with these
     art = Artifact.get("search-breast-cancer-classifier")
     assert art is not None and "| trial | accuracy |" in art.data
+    bar = Artifact.get("search-progress-breast-cancer-classifier")  # the run's progress bar in the Prefect UI
+    assert bar is not None and bar.type == "progress" and float(bar.data) == 100.0
+    assert bar.description is not None and bar.description.startswith("4 of 4 trials; best so far trial ")
     search_run = _newest_search_run()
     assert _task_run_names(search_run) == ["search-trials 0-1", "search-trials 2-3"]  # a batch per worker
     recorded = _flow_run_parameters(search_run)["train_rows"]  # what Prefect's database and UI keep: not the rows
@@ -93,6 +96,19 @@ def test_batching_trials_per_task_keeps_the_trials_and_fails_only_the_bad_ones(
     for _, _, score, _, error in failed:
         assert score is None and error.startswith("TrainingError: fitting sklearn.linear_model.LogisticRegression")
     assert all(t[2] is not None and t[4] == "" for t in trials if t[1]["C"] > 0)
+
+
+def test_a_search_past_its_timeout_stops_after_the_round_in_progress_and_says_so(settings: Any) -> None:
+    space = {"C": {"type": "float", "low": 0.1, "high": 2.0}}
+    search = {"space": space, "n_trials": 6, "parallelism": 2, "dask_workers": 1, "cv_folds": 2, "seed": 2}
+    config = load_config(DEMO_CONFIG, {"training.search": {**search, "timeout_seconds": 0.001}})
+    train = split_holdout(load_data(config).frame, config).train
+    result = hyperparameter_search(config, TrainingRows(frame=train))
+    assert [t.number for t in result.trials] == [0, 1]  # the first round ran; no second one was proposed
+    assert result.stopped_early == "timeout of 0.001 s after 2 trials"
+    bar = Artifact.get("search-progress-breast-cancer-classifier")
+    assert bar is not None and float(bar.data) == pytest.approx(100 * 2 / 6)
+    assert bar.description == "stopped: timeout of 0.001 s after 2 trials"
 
 
 def test_an_unreachable_dask_scheduler_is_a_clear_error(
