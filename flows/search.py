@@ -24,8 +24,8 @@ from core.config import ProjectConfig, SearchConfig
 from core.errors import MlopsError
 from core.settings import Settings
 from tasks.reporting import report_progress, start_progress
-from tasks.search import evaluate_trials_task, trials_run_name
-from training.search import SearchResult, TrialResult, error_text, make_study, plan_batches, suggest
+from tasks.search import evaluate_trials_task, trials_run_name, trials_span
+from training.search import Proposal, SearchResult, TrialResult, error_text, make_study, plan_batches, suggest
 
 
 def dask_runner(settings: Settings, search: SearchConfig) -> object:
@@ -103,22 +103,22 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
         if search.timeout_seconds is not None and time.monotonic() - started > search.timeout_seconds:
             result.stopped_early = f"timeout of {search.timeout_seconds:g} s after {len(result.trials)} trials"
             break
-        batch = [study.ask() for _ in range(min(search.parallelism, search.n_trials - len(result.trials)))]
-        asked = {trial.number: trial for trial in batch}
-        proposals = [(trial.number, suggest(trial, search.space)) for trial in batch]
+        size = min(search.parallelism, search.n_trials - len(result.trials))
+        asked = {trial.number: trial for trial in (study.ask() for _ in range(size))}
+        proposals = [(number, suggest(trial, search.space)) for number, trial in asked.items()]
         batches, seconds = plan_batches(proposals, per_task, search.space, result.trials)
         if seconds is not None and len(batches) > 1:
             logger.info("%s", _balance_text(batches, proposals, seconds))
         submitted = [(batch, _submit(batch, rows, config)) for batch in batches]
-        finished = [trial for batch, future in submitted for trial in _chunk_results(batch, future)]
+        finished = [trial for batch, future in submitted for trial in _batch_results(batch, future)]
         for trial in sorted(finished, key=lambda t: t.number):  # told in trial order, however they were batched
             if trial.score is None:
                 study.tell(asked[trial.number], state=_failed())
             else:
                 study.tell(asked[trial.number], trial.score)
             result.trials.append(trial)
-        logger.info("%d/%d trials; best so far %s", len(result.trials), search.n_trials, _best_text(result))
         done = f"{len(result.trials)} of {search.n_trials} trials; best so far {_best_text(result)}"
+        logger.info("%s", done)
         report_progress(progress, len(result.trials), search.n_trials, done)
     result.wall_seconds = time.monotonic() - started
     if result.stopped_early:
@@ -126,30 +126,25 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
     return result
 
 
-def _submit(chunk: list[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig) -> Any:
-    """One ``search-trials`` task for the chunk, its run named after the trials it holds."""
-    named = evaluate_trials_task.with_options(task_run_name=trials_run_name([number for number, _ in chunk]))
-    return named.submit(chunk, train_rows, config)
+def _submit(batch: list[Proposal], train_rows: pd.DataFrame, config: ProjectConfig) -> Any:
+    """One ``search-trials`` task for the batch, its run named after the trials it holds."""
+    named = evaluate_trials_task.with_options(task_run_name=trials_run_name([number for number, _ in batch]))
+    return named.submit(batch, train_rows, config)
 
 
-def _chunk_results(chunk: list[tuple[int, dict[str, Any]]], future: Any) -> list[TrialResult]:
-    """The chunk's trials in order; a task that failed as a whole (a lost worker, say) fails each of its trials."""
+def _batch_results(batch: list[Proposal], future: Any) -> list[TrialResult]:
+    """The batch's trials in order; a task that failed as a whole (a lost worker, say) fails each of its trials."""
     try:
-        results: list[TrialResult] = future.result()  # in the chunk's order (training.search.evaluate_trials)
+        results: list[TrialResult] = future.result()  # in the batch's order (training.search.evaluate_trials)
     except Exception as err:
-        return [TrialResult(number, params, None, None, 0.0, error_text(err)) for number, params in chunk]
+        return [TrialResult(number, params, None, None, 0.0, error_text(err)) for number, params in batch]
     return results
 
 
-def _balance_text(batches: list[list[tuple[int, dict[str, Any]]]], proposals: list[Any], seconds: list[float]) -> str:
+def _balance_text(batches: list[list[Proposal]], proposals: list[Proposal], seconds: list[float]) -> str:
     """How a round was balanced, for the flow's log: each task's trials and their estimated seconds."""
     estimate = {number: s for (number, _), s in zip(proposals, seconds, strict=True)}
-    parts = []
-    for batch in batches:
-        numbers = [n for n, _ in batch]
-        parts.append(
-            f"{trials_run_name(numbers).removeprefix('search-trials ')} ~{sum(estimate[n] for n in numbers):.1f} s"
-        )
+    parts = [f"{trials_span([n for n, _ in b])} ~{sum(estimate[n] for n, _ in b):.1f} s" for b in batches]
     return "trials balanced over tasks by the seconds earlier trials predict: " + "; ".join(parts)
 
 

@@ -17,15 +17,18 @@ from core.config import ProjectConfig
 from training.search import TrialResult, evaluate_trials
 
 
-def trials_run_name(numbers: list[int]) -> str:
-    """The task run's name in the Prefect UI: which trials it holds, as a span when they are contiguous."""
+def trials_span(numbers: list[int]) -> str:
+    """Trial numbers as a person reads them: ``4``, ``4-7`` when contiguous, else ``8,9,12,15``."""
     if len(numbers) == 1:
-        span = str(numbers[0])
-    elif numbers == list(range(numbers[0], numbers[-1] + 1)):
-        span = f"{numbers[0]}-{numbers[-1]}"
-    else:
-        span = ",".join(str(n) for n in numbers)
-    return f"search-trials {span}"
+        return str(numbers[0])
+    if numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}-{numbers[-1]}"
+    return ",".join(str(n) for n in numbers)
+
+
+def trials_run_name(numbers: list[int]) -> str:
+    """The task run's name in the Prefect UI: which trials it holds."""
+    return f"search-trials {trials_span(numbers)}"
 
 
 @task(name="search-trials", cache_policy=NO_CACHE)

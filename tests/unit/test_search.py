@@ -166,3 +166,10 @@ def test_balanced_batches_puts_the_longest_trials_apart() -> None:
     batches = balanced_batches(proposals, 2, [5.0, 4.0, 1.0, 1.0, 1.0, 2.0])
     assert [[n for n, _ in b] for b in batches] == [[0, 2, 3], [1, 4, 5]]  # 7 s and 7 s, each in trial order
     assert balanced_batches(proposals[:1], 3, [1.0]) == [[(0, {})]]  # no empty tasks
+
+
+def test_a_tasks_trials_read_as_a_span_when_contiguous() -> None:
+    from tasks.search import trials_run_name, trials_span
+
+    assert (trials_span([4]), trials_span([4, 5, 6, 7]), trials_span([8, 9, 12, 15])) == ("4", "4-7", "8,9,12,15")
+    assert trials_run_name([8, 9, 12, 15]) == "search-trials 8,9,12,15"
