@@ -127,11 +127,12 @@ class SearchConfig(_Strict):
     trials_per_task: int | None = Field(
         default=None,
         ge=1,
-        description="Trials run one after another in one Prefect task (each still its own trial and MLflow child "
-        "run), so Prefect's per-task cost (about 0.6 s on Dask) is paid once per batch: a round of parallelism "
-        "trials becomes ceil(parallelism / trials_per_task) tasks, balanced by estimated trial time after the "
-        "first round. Unset: ceil(parallelism / dask_workers), one task per worker per round. At most "
-        "parallelism. Does not change which trials are proposed.",
+        description="About how many trials one Prefect task runs (each still its own trial and MLflow child run), so "
+        "Prefect's per-task cost (about 0.6 s on Dask) is paid once per task: a round of parallelism trials runs on "
+        "ceil(parallelism / trials_per_task) tasks, which take its trials one at a time from a shared queue "
+        "(longest first by estimated time after the first round), so a task with short trials runs more of them. "
+        "Unset: ceil(parallelism / dask_workers), one task per worker per round. At most parallelism. Does not "
+        "change which trials are proposed.",
     )
 
     @model_validator(mode="after")

@@ -3,10 +3,11 @@ on Dask.
 
 A local Dask cluster (``training.search.dask_workers`` processes) by default, or the scheduler at
 ``MLOPS_DASK_ADDRESS`` (for example one started by dask-kubernetes). Trials are proposed ``parallelism`` at a time
-and told back in order, so the same seed gives the same trials on any number of workers. Each round's proposals
-are split into ``ceil(parallelism / trials_per_task)`` batches (by default one per worker), one ``search-trials``
-Prefect task each, so Prefect's per-task cost is paid per batch rather than per trial: contiguous at first, then
-balanced by the seconds the trials done so far predict (``training.search.plan_batches``).
+and told back in order, so the same seed gives the same trials on any number of workers. Each round runs as
+``ceil(parallelism / trials_per_task)`` ``search-trials`` Prefect tasks (by default one per worker), so Prefect's
+per-task cost is paid per task rather than per trial; the tasks take the round's trials one at a time from a
+shared queue (``tasks.search.RoundQueue``), in trial order at first and then longest first by the seconds the
+trials done so far predict (``training.search.plan_order``).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from core.config import ProjectConfig, SearchConfig
 from core.errors import MlopsError
 from core.settings import Settings
 from tasks.reporting import report_progress, start_progress
-from tasks.search import evaluate_trials_task, trials_run_name, trials_span
-from training.search import Proposal, SearchResult, TrialResult, error_text, make_study, plan_batches, suggest
+from tasks.search import RoundQueue, evaluate_trials_task, trials_run_name, trials_span
+from training.search import Proposal, SearchResult, TrialResult, error_text, make_study, plan_order, suggest
 
 
 def dask_runner(settings: Settings, search: SearchConfig) -> object:
@@ -106,12 +107,11 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
         size = min(search.parallelism, search.n_trials - len(result.trials))
         asked = {trial.number: trial for trial in (study.ask() for _ in range(size))}
         proposals = [(number, suggest(trial, search.space)) for number, trial in asked.items()]
-        batches, seconds = plan_batches(proposals, per_task, search.space, result.trials)
-        if seconds is not None and len(batches) > 1:
-            logger.info("%s", _balance_text(batches, proposals, seconds))
-        submitted = [(batch, _submit(batch, rows, config)) for batch in batches]
-        finished = [trial for batch, future in submitted for trial in _batch_results(batch, future)]
-        for trial in sorted(finished, key=lambda t: t.number):  # told in trial order, however they were batched
+        order, seconds = plan_order(proposals, search.space, result.trials)
+        finished, ran = _run_round(len(result.rounds) + 1, order, -(-len(proposals) // per_task), rows, config)
+        result.rounds.append(ran)
+        logger.info("%s", _round_text(len(result.rounds), ran, finished, seconds))
+        for trial in sorted(finished, key=lambda t: t.number):  # told in trial order, whichever task ran them
             if trial.score is None:
                 study.tell(asked[trial.number], state=_failed())
             else:
@@ -126,26 +126,59 @@ def hyperparameter_search(config: ProjectConfig, train_rows: TrainingRows) -> Se
     return result
 
 
-def _submit(batch: list[Proposal], train_rows: pd.DataFrame, config: ProjectConfig) -> Any:
-    """One ``search-trials`` task for the batch, its run named after the trials it holds."""
-    named = evaluate_trials_task.with_options(task_run_name=trials_run_name([number for number, _ in batch]))
-    return named.submit(batch, train_rows, config)
+def _run_round(
+    round_number: int, order: list[Proposal], tasks: int, rows: pd.DataFrame, config: ProjectConfig
+) -> tuple[list[TrialResult], list[list[int]]]:
+    """Run a round's trials on ``tasks`` Prefect tasks taking them from one queue; every proposal gets a result,
+    and the trial numbers each task ran are returned for the log. A task that failed as a whole (a lost worker,
+    say) fails the trials it had taken, which are the ones no task reports."""
+    from prefect.context import FlowRunContext
+    from prefect_dask import DaskTaskRunner
+
+    context = FlowRunContext.get()
+    assert context is not None and context.flow_run is not None
+    runner = context.task_runner
+    client = runner.client if isinstance(runner, DaskTaskRunner) else None
+    name = f"search-{context.flow_run.id}-round-{round_number}"
+    with RoundQueue.opened(name, [number for number, _ in order], client) as round_queue:
+        futures = [
+            evaluate_trials_task.with_options(task_run_name=trials_run_name(round_number, k, tasks)).submit(
+                round_queue, order, rows, config
+            )
+            for k in range(1, tasks + 1)
+        ]
+        ran: list[list[int]] = []
+        finished: dict[int, TrialResult] = {}
+        lost = ""
+        for future in futures:
+            try:
+                results: list[TrialResult] = future.result()
+            except Exception as err:
+                lost = lost or error_text(err)
+                ran.append([])
+                continue
+            ran.append([t.number for t in results])
+            finished.update((t.number, t) for t in results)
+    missing = lost or "its task ended without reporting it (its worker was lost)"
+    for number, params in order:
+        if number not in finished:
+            finished[number] = TrialResult(number, params, None, None, 0.0, missing)
+    return list(finished.values()), ran
 
 
-def _batch_results(batch: list[Proposal], future: Any) -> list[TrialResult]:
-    """The batch's trials in order; a task that failed as a whole (a lost worker, say) fails each of its trials."""
-    try:
-        results: list[TrialResult] = future.result()  # in the batch's order (training.search.evaluate_trials)
-    except Exception as err:
-        return [TrialResult(number, params, None, None, 0.0, error_text(err)) for number, params in batch]
-    return results
-
-
-def _balance_text(batches: list[list[Proposal]], proposals: list[Proposal], seconds: list[float]) -> str:
-    """How a round was balanced, for the flow's log: each task's trials and their estimated seconds."""
-    estimate = {number: s for (number, _), s in zip(proposals, seconds, strict=True)}
-    parts = [f"{trials_span([n for n, _ in b])} ~{sum(estimate[n] for n, _ in b):.1f} s" for b in batches]
-    return "trials balanced over tasks by the seconds earlier trials predict: " + "; ".join(parts)
+def _round_text(
+    round_number: int, ran: list[list[int]], finished: list[TrialResult], seconds: dict[int, float] | None
+) -> str:
+    """Which trials each task of a round took, and their seconds (estimated when the order came from estimates)."""
+    took = {t.number: t.seconds for t in finished}
+    parts = []
+    for k, numbers in enumerate(ran, start=1):
+        part = f"task {k}: trials {trials_span(numbers)} in {sum(took[n] for n in numbers):.1f} s"
+        if seconds is not None and numbers:
+            part += f" (estimated {sum(seconds[n] for n in numbers):.1f} s)"
+        parts.append(part)
+    how = "longest first by the seconds earlier trials predict" if seconds is not None else "in trial order"
+    return f"round {round_number}, trials taken {how}: " + "; ".join(parts)
 
 
 def _failed() -> object:

@@ -32,3 +32,14 @@ class ServerSpottingLogisticRegression(LogisticRegression):
         if servers:
             raise RuntimeError(f"this Dask worker started a Prefect API server of its own: {servers[0][:200]}")
         return super().fit(X, y, sample_weight)
+
+
+class SlowWhenTinyCLogisticRegression(LogisticRegression):
+    """Takes 1.5 s longer to fit with ``C`` below 0.05: one slow trial among fast ones, to see who takes the rest."""
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> SlowWhenTinyCLogisticRegression:
+        if self.C < 0.05:
+            import time
+
+            time.sleep(1.5)
+        return super().fit(X, y, sample_weight)

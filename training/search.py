@@ -6,7 +6,7 @@ everything here is callable and testable without either.
 
 Reproducibility: trials are proposed in rounds of ``parallelism`` and each round is told back in trial order, so
 a seeded search proposes the same trials (and finds the same best one) whatever the number of Dask workers and
-however a round is split into Prefect tasks (``trials_per_task``).
+whichever of a round's Prefect tasks runs which trial (``trials_per_task``).
 """
 
 from __future__ import annotations
@@ -128,11 +128,6 @@ def evaluate_trials(
     return results
 
 
-def chunks(items: list[Any], size: int) -> list[list[Any]]:
-    """``items`` in contiguous runs of at most ``size``, in order."""
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 MIN_COST_HISTORY = 4  # completed trials before a trial's seconds are estimated from the others'
 Proposal = tuple[int, dict[str, Any]]
 
@@ -171,32 +166,21 @@ def estimated_seconds(
     return [float(s) for s in np.exp(y.mean() + new @ weights)]
 
 
-def balanced_batches(proposals: list[Proposal], tasks: int, seconds: list[float]) -> list[list[Proposal]]:
-    """``proposals`` in ``tasks`` batches of about equal estimated seconds: longest first, each to the batch with
-    the least so far (LPT). Each batch is in trial order, batches in order of their first trial."""
-    loads = [0.0] * tasks
-    batches: list[list[Proposal]] = [[] for _ in range(tasks)]
-    for i in sorted(range(len(proposals)), key=lambda i: (-seconds[i], proposals[i][0])):
-        target = min(range(tasks), key=lambda k: (loads[k], k))
-        loads[target] += seconds[i]
-        batches[target].append(proposals[i])
-    kept = [sorted(batch, key=lambda p: p[0]) for batch in batches if batch]
-    return sorted(kept, key=lambda batch: batch[0][0])
+def plan_order(
+    proposals: list[Proposal], space: dict[str, SearchParam], done: list[TrialResult]
+) -> tuple[list[Proposal], dict[int, float] | None]:
+    """The order in which a round's tasks take its trials, and each trial's estimated seconds by its number.
 
-
-def plan_batches(
-    proposals: list[Proposal], per_task: int, space: dict[str, SearchParam], done: list[TrialResult]
-) -> tuple[list[list[Proposal]], list[float] | None]:
-    """A round's proposals as ``ceil(n / per_task)`` Prefect tasks, and the estimated seconds of each proposal.
-
-    Contiguous runs of ``per_task`` until ``MIN_COST_HISTORY`` trials have completed; then balanced by the seconds
-    the trials done so far predict (a forest of 160 trees takes about four times one of 40), so that the round,
-    which waits for its slowest task, does not wait on one task that drew the expensive trials. Which trials are
+    The tasks take trials one at a time from a shared queue, each the next one as soon as it is free, so the
+    round is a greedy list schedule; taken longest first it is LPT, whose round ends within a third of the best
+    split. In trial order until ``MIN_COST_HISTORY`` trials have completed; then longest first by the seconds the
+    trials done so far predict (a forest of 160 trees takes about four times one of 40). Which trials are
     proposed, and the order they are told to the sampler, do not depend on it."""
     seconds = estimated_seconds(space, done, proposals)
     if seconds is None:
-        return chunks(proposals, per_task), None
-    return balanced_batches(proposals, -(-len(proposals) // per_task), seconds), seconds
+        return list(proposals), None
+    estimate = {number: s for (number, _), s in zip(proposals, seconds, strict=True)}
+    return sorted(proposals, key=lambda p: (-estimate[p[0]], p[0])), estimate
 
 
 @dataclass
@@ -208,6 +192,7 @@ class SearchResult:
     trials: list[TrialResult] = field(default_factory=list)
     wall_seconds: float = 0.0
     stopped_early: str = ""  # why fewer than n_trials ran (timeout), if so
+    rounds: list[list[list[int]]] = field(default_factory=list)  # per round, the trials each of its tasks ran
 
     @property
     def completed(self) -> list[TrialResult]:

@@ -31,7 +31,7 @@ SEARCH = {
     },
     "n_trials": 4,
     "parallelism": 4,
-    "dask_workers": 2,  # so two search-trials tasks of two trials each
+    "dask_workers": 2,  # so two search-trials tasks sharing the round's four trials
     "seed": 3,
 }
 
@@ -59,43 +59,73 @@ def test_a_search_runs_on_dask_and_registers_its_best_trial(settings: Any, store
     assert bar is not None and bar.type == "progress" and float(bar.data) == 100.0
     assert bar.description is not None and bar.description.startswith("4 of 4 trials; best so far trial ")
     search_run = _newest_search_run()
-    assert _task_run_names(search_run) == ["search-trials 0-1", "search-trials 2-3"]  # a batch per worker
+    names = ["search-trials round 1 (1 of 2)", "search-trials round 1 (2 of 2)"]  # one task per worker
+    assert _task_run_names(search_run) == names
     recorded = _flow_run_parameters(search_run)["train_rows"]  # what Prefect's database and UI keep: not the rows
     assert set(recorded) == {"rows", "columns", "sha256"} and recorded["rows"] > 100, recorded
 
 
-@pytest.mark.parametrize(("per_task", "task_runs"), [(None, ["0-1", "2-3", "4-5"]), (3, ["0-2", "3", "4-5"])])
+@pytest.mark.parametrize(("per_task", "tasks"), [(None, [2, 1]), (3, [2, 1])])
 def test_batching_trials_per_task_keeps_the_trials_and_fails_only_the_bad_ones(
-    settings: Any, per_task: int | None, task_runs: list[str]
+    settings: Any, per_task: int | None, tasks: list[int]
 ) -> None:
-    """The same seeded search, one trial per Prefect task against batches (auto: 2, or 3 then 1 in a round of 4):
-    the same trials, scores and best trial; a trial with a negative C fails alone inside its batch."""
+    """The same seeded search, one trial per Prefect task against fewer tasks sharing each round (auto: 2, or 3 per
+    task: 2 tasks for a round of 4, then 1 for the last 2): the same trials, scores and best trial, each trial run
+    exactly once; a trial with a negative C fails alone, the others of its task go on."""
     space = {
         "C": {"type": "float", "low": -1.0, "high": 3.0},  # C <= 0 is invalid for LogisticRegression
         "class_weight": {"type": "categorical", "choices": [None, "balanced"]},
     }
     search = {"space": space, "n_trials": 6, "parallelism": 4, "dask_workers": 2, "cv_folds": 2, "seed": 5}
 
-    def run(trials_per_task: int | None) -> tuple[list[tuple[Any, ...]], list[str]]:
+    def run(trials_per_task: int | None) -> tuple[list[tuple[Any, ...]], list[list[list[int]]], list[str]]:
         config = load_config(DEMO_CONFIG, {"training.search": {**search, "trials_per_task": trials_per_task}})
         train = split_holdout(load_data(config).frame, config).train
         state = hyperparameter_search(config, TrainingRows(frame=train), return_state=True)
         result = state.result()
         trials = [(t.number, t.params, t.score, t.std, t.error) for t in result.trials]
-        return [*trials, ("best", result.best.number)], _task_run_names(state.state_details.flow_run_id)
+        names = _task_run_names(state.state_details.flow_run_id)
+        return [*trials, ("best", result.best.number)], result.rounds, names
 
-    one_per_task, names = run(1)
-    assert names == [f"search-trials {n}" for n in range(6)]
-    batched, names = run(per_task)
-    assert batched == one_per_task
-    assert names == [f"search-trials {span}" for span in task_runs]  # the Prefect UI shows which trials each holds
+    one_per_task, rounds, names = run(1)
+    assert [len(r) for r in rounds] == [4, 2] and len(names) == 6
+    shared, rounds, names = run(per_task)
+    assert shared == one_per_task
+    assert [len(r) for r in rounds] == tasks  # the Prefect UI shows a run per task: round and place
+    assert names == [f"search-trials round {r} ({k} of {n})" for r, n in enumerate(tasks, 1) for k in range(1, n + 1)]
+    assert [sorted(n for task in r for n in task) for r in rounds] == [[0, 1, 2, 3], [4, 5]]  # each trial once
     trials = one_per_task[:-1]
     assert [t[0] for t in trials] == list(range(6))
     failed = [t for t in trials if t[1]["C"] <= 0]
-    assert failed and len(failed) < len(trials)  # the seed gives both kinds, so a bad trial shares a batch
+    assert failed and len(failed) < len(trials)  # the seed gives both kinds
     for _, _, score, _, error in failed:
         assert score is None and error.startswith("TrainingError: fitting sklearn.linear_model.LogisticRegression")
     assert all(t[2] is not None and t[4] == "" for t in trials if t[1]["C"] > 0)
+
+
+@pytest.mark.slow
+def test_a_task_free_first_takes_the_rest_of_the_round(settings: Any) -> None:
+    """On a real two-worker Dask cluster, the round's first trial is slow (1.5 s per fit) and its other three fast:
+    the task that took the slow one runs only it, the other task takes the other three meanwhile, instead of each
+    running a fixed half of the round."""
+    search = {
+        "space": {"C": {"type": "categorical", "choices": [0.01, 1.0]}},  # C 0.01 is the slow one
+        "n_trials": 4,
+        "parallelism": 4,
+        "dask_workers": 2,
+        "cv_folds": 2,
+        "seed": 11,  # proposes C = 0.01, 1.0, 1.0, 1.0
+    }
+    overrides = {"training.estimator": "tests.estimators.SlowWhenTinyCLogisticRegression", "training.search": search}
+    config = load_config(DEMO_CONFIG, overrides)
+    assert config.training.search is not None
+    train = split_holdout(load_data(config).frame, config).train
+    runner = dask_runner(settings, config.training.search)
+    result = hyperparameter_search.with_options(task_runner=runner)(config, TrainingRows(frame=train))
+    assert [t.params["C"] for t in result.trials] == [0.01, 1.0, 1.0, 1.0]
+    assert all(t.score is not None for t in result.trials)
+    (ran,) = result.rounds
+    assert sorted(ran) == [[0], [1, 2, 3]], ran
 
 
 def test_a_search_past_its_timeout_stops_after_the_round_in_progress_and_says_so(settings: Any) -> None:
@@ -125,14 +155,15 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(
 
 EMBEDDED_SEARCH = """
 import json, sys
-from core.config import load_config
 from core.settings import get_settings
-from flows.search import TrainingRows, dask_runner, hyperparameter_search
-from training.data import load_data, split_holdout
 
 if __name__ == "__main__":
     settings = get_settings()
-    settings.apply_to_environment()
+    settings.apply_to_environment()  # before Prefect is imported, as `mlops` does (its server's start-up timeout)
+    from core.config import load_config
+    from flows.search import TrainingRows, dask_runner, hyperparameter_search
+    from training.data import load_data, split_holdout
+
     search = {"space": {"C": {"type": "float", "low": 0.1, "high": 2.0}}, "n_trials": 2, "parallelism": 2,
               "dask_workers": 2, "cv_folds": 2, "seed": 1}
     estimator = "tests.estimators.ServerSpottingLogisticRegression"
@@ -162,9 +193,9 @@ def test_local_dask_workers_report_to_the_flows_prefect_api(home: Path, tmp_path
 
 
 @pytest.mark.slow
-def test_a_lost_dask_worker_fails_the_trials_of_its_batch_only(settings: Any) -> None:
-    """A batch whose worker dies (here: a trial ends its process) fails each of its trials with that error; the
-    other batches of the round, and the search, go on."""
+def test_a_lost_dask_worker_fails_the_trials_its_task_took_only(settings: Any) -> None:
+    """A task whose worker dies (here: a trial ends its process) fails the trials it had taken, with that error;
+    the other task takes the rest of the round, and the search goes on."""
     import dask
 
     space = {"C": {"type": "float", "low": 0.01, "high": 10.0}}
@@ -176,13 +207,17 @@ def test_a_lost_dask_worker_fails_the_trials_of_its_batch_only(settings: Any) ->
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no retry on the next worker
         runner = dask_runner(settings, config.training.search)
         result = hyperparameter_search.with_options(task_runner=runner)(config, TrainingRows(frame=train))
-    batches = [result.trials[:2], result.trials[2:]]
-    killed = [b for b in batches if any(t.params["C"] > 5 for t in b)]
-    assert len(killed) == 1, [t.params for t in result.trials]  # the seed puts the killer in one batch only
-    for trial in killed[0]:
-        assert trial.score is None and trial.error.startswith("KilledWorker: "), trial.error
-    (survived,) = [b for b in batches if b is not killed[0]]
-    assert all(t.score is not None and t.error == "" for t in survived)
+    killers = [t for t in result.trials if t.params["C"] > 5]
+    assert 0 < len(killers) < 4, [t.params for t in result.trials]  # the seed gives both kinds
+    (ran,) = result.rounds
+    assert [] in ran  # the dead task reported nothing; the other reported what it ran
+    reported = {n for task in ran for n in task}
+    for trial in result.trials:
+        if trial.number in reported:
+            assert trial.score is not None and trial.error == "", trial
+        else:  # taken by the dead task: the killer, and any it had finished before
+            assert trial.score is None and trial.error.startswith("KilledWorker: "), trial.error
+    assert all(t.number not in reported for t in killers) and reported
 
 
 def _task_run_names(flow_run_id: Any) -> list[str]:
@@ -191,7 +226,7 @@ def _task_run_names(flow_run_id: Any) -> list[str]:
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted((r.name for r in runs), key=lambda name: int(re.split("[-,]", name.split()[-1])[0]))
+    return sorted(r.name for r in runs)
 
 
 def _newest_search_run() -> Any:

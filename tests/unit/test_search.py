@@ -13,13 +13,11 @@ from training.data import load_data, split_holdout
 from training.search import (
     SearchResult,
     TrialResult,
-    balanced_batches,
     check_search_space,
-    chunks,
     cross_validate,
     evaluate_trials,
     make_study,
-    plan_batches,
+    plan_order,
     suggest,
 )
 
@@ -99,8 +97,6 @@ def test_trials_per_task_defaults_to_one_task_per_worker_per_round() -> None:
     assert per_task(parallelism=5, dask_workers=2) == 3  # rounded up: two tasks, of 3 and 2 trials
     assert per_task(parallelism=2, dask_workers=4) == 1
     assert per_task(parallelism=8, dask_workers=2, trials_per_task=3) == 3
-    assert chunks([0, 1, 2, 3, 4], 3) == [[0, 1, 2], [3, 4]]
-    assert chunks([0, 1], 1) == [[0], [1]]
 
 
 def test_trials_per_task_above_parallelism_is_a_config_error_naming_both() -> None:
@@ -128,48 +124,72 @@ def _forest_seconds(params: dict[str, Any]) -> float:  # a forest's time: its tr
     return 0.004 * params["n_estimators"] * (1 + params["max_depth"] / 20)
 
 
-def test_a_round_waits_less_when_its_tasks_are_balanced_by_the_seconds_earlier_trials_took() -> None:
-    """After a first round of contiguous batches, the next round's trials are spread over the tasks by the seconds
-    the first round's trials predict: its slowest task (what the round waits for) is shorter than with contiguous
-    batches, over 50 seeded rounds, and every trial is still run exactly once."""
+def _list_schedule(order: list[int], tasks: int, seconds: dict[int, float]) -> list[list[int]]:
+    """What the round's queue does: each task takes the next trial of ``order`` as soon as it is free."""
+    loads = [0.0] * tasks
+    ran: list[list[int]] = [[] for _ in range(tasks)]
+    for number in order:
+        free = min(range(tasks), key=lambda k: (loads[k], k))
+        loads[free] += seconds[number]
+        ran[free].append(number)
+    return ran
+
+
+def test_a_round_waits_less_when_its_tasks_take_the_trials_longest_first_from_one_queue() -> None:
+    """Tasks taking a round's trials from one queue, longest first by the seconds the first round's trials
+    predict, finish the round (what the search waits for) sooner than fixed contiguous batches and than the same
+    queue in trial order, over 50 seeded rounds; every trial runs exactly once."""
     import numpy as np
 
     from core.config import SearchParam
 
     space = {name: SearchParam(**p) for name, p in FOREST.items()}
     rng = np.random.default_rng(0)
-    contiguous_waits, balanced_waits = [], []
+    waits: dict[str, list[float]] = {"batches": [], "queue": [], "longest first": []}
     for _ in range(50):
         first = _forest_trials(range(8), rng)
-        batches, estimate = plan_batches(first, 4, space, [])
-        assert estimate is None and batches == chunks(first, 4)  # nothing to learn from yet
+        order, estimate = plan_order(first, space, [])
+        assert estimate is None and order == first  # nothing to learn from yet: trial order
         done = [TrialResult(n, p, 0.9, 0.01, _forest_seconds(p) * rng.uniform(0.9, 1.1)) for n, p in first]
         second = _forest_trials(range(8, 16), rng)
-        batches, estimate = plan_batches(second, 4, space, done)
-        assert estimate is not None and len(batches) == 2
-        assert sorted(n for batch in batches for n, _ in batch) == list(range(8, 16))
-        assert all([n for n, _ in batch] == sorted(n for n, _ in batch) for batch in batches)
-        truth = [_forest_seconds(p) for _, p in second]
-        assert np.corrcoef(estimate, truth)[0, 1] > 0.9  # the fit learned that trees cost time
-
-        def wait(split: list[list[tuple[int, dict[str, Any]]]]) -> float:
-            return max(sum(_forest_seconds(p) for _, p in batch) for batch in split)
-
-        contiguous_waits.append(wait(chunks(second, 4)))
-        balanced_waits.append(wait(batches))
-    assert np.mean(balanced_waits) < 0.95 * np.mean(contiguous_waits)
-    assert sum(b <= c + 1e-9 for b, c in zip(balanced_waits, contiguous_waits, strict=True)) >= 45
-
-
-def test_balanced_batches_puts_the_longest_trials_apart() -> None:
-    proposals = [(n, {}) for n in range(6)]
-    batches = balanced_batches(proposals, 2, [5.0, 4.0, 1.0, 1.0, 1.0, 2.0])
-    assert [[n for n, _ in b] for b in batches] == [[0, 2, 3], [1, 4, 5]]  # 7 s and 7 s, each in trial order
-    assert balanced_batches(proposals[:1], 3, [1.0]) == [[(0, {})]]  # no empty tasks
+        order, estimate = plan_order(second, space, done)
+        assert estimate is not None and sorted(n for n, _ in order) == list(range(8, 16))
+        assert [estimate[n] for n, _ in order] == sorted(estimate.values(), reverse=True)
+        truth = {n: _forest_seconds(p) for n, p in second}
+        assert np.corrcoef([estimate[n] for n in truth], list(truth.values()))[0, 1] > 0.9  # trees cost time
+        splits = {
+            "batches": [list(range(8, 12)), list(range(12, 16))],
+            "queue": _list_schedule(list(range(8, 16)), 2, truth),
+            "longest first": _list_schedule([n for n, _ in order], 2, truth),
+        }
+        for how, ran in splits.items():
+            assert sorted(n for task in ran for n in task) == list(range(8, 16))
+            waits[how].append(max(sum(truth[n] for n in task) for task in ran))
+    best = np.array(waits["longest first"])
+    assert best.mean() < 0.95 * np.mean(waits["batches"]) and best.mean() < np.mean(waits["queue"])
+    assert sum(best <= np.array(waits["batches"]) + 1e-9) >= 45
 
 
 def test_a_tasks_trials_read_as_a_span_when_contiguous() -> None:
     from tasks.search import trials_run_name, trials_span
 
-    assert (trials_span([4]), trials_span([4, 5, 6, 7]), trials_span([8, 9, 12, 15])) == ("4", "4-7", "8,9,12,15")
-    assert trials_run_name([8, 9, 12, 15]) == "search-trials 8,9,12,15"
+    assert (trials_span([4]), trials_span([7, 5, 4, 6]), trials_span([8, 15, 9, 12])) == ("4", "4-7", "8,9,12,15")
+    assert trials_span([]) == "none"
+    assert trials_run_name(2, 1, 2) == "search-trials round 2 (1 of 2)"
+
+
+def test_a_round_queue_in_the_flows_process_gives_each_trial_once_in_order() -> None:
+    """Without Dask (a task runner in the flow's process) the round's queue lives in that process; its tasks,
+    here two threads, take every trial exactly once, in the queue's order, and the queue is gone after the round."""
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import islice
+
+    from tasks.search import _LOCAL_QUEUES, RoundQueue
+
+    with RoundQueue.opened("round-1", [5, 3, 4, 0, 1, 2], None) as queue:
+        assert list(islice(queue.take(), 2)) == [5, 3]  # a first task's two; the rest go to the two below
+        with ThreadPoolExecutor(2) as pool:
+            taken = list(pool.map(lambda _: list(queue.take()), range(2)))
+        assert sorted(n for part in taken for n in part) == [0, 1, 2, 4]
+        assert all(part == sorted(part, key=[4, 0, 1, 2].index) for part in taken)
+    assert "round-1" not in _LOCAL_QUEUES
