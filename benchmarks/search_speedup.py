@@ -14,8 +14,11 @@ batches when ``--parallelism`` exceeds the workers (for example ``--parallelism 
 Usage (repository root; on an otherwise idle machine)::
 
     .venv/bin/python benchmarks/search_speedup.py [--trials 16] [--parallelism 2] [--trials-per-task 1|auto|N]
+        [--warm-cluster] [--repeat N] [--out FILE]
 
-Writes ``benchmarks/results/search_speedup.json``.
+``--repeat N`` runs N pairs, alternating which side goes first (1 then 2 workers, then 2 then 1, ...), and reports
+each pair and the median speedup: this host's speed drifts by 2-3x within an hour, which one pair run back to back
+cannot tell from the search's own speedup. Writes ``benchmarks/results/search_speedup.json`` unless ``--out``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -87,7 +92,8 @@ def run(
         "best_params": best.params,
         "best_cv_accuracy": best.score,
         "trial_cpu_seconds": round(sum(t.seconds for t in result.trials), 2),
-        "trial_seconds": [round(t.seconds, 2) for t in result.trials],  # by trial number: the rounds' imbalance
+        "trial_seconds": [round(t.seconds, 2) for t in result.trials],  # by trial number
+        "rounds": result.rounds,  # per round, the trials each task took
     }
 
 
@@ -108,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         help="time each search on an already running local Dask cluster whose workers have run one trial each "
         "(as with MLOPS_DASK_ADDRESS), instead of a cluster started (and its workers' imports paid) by the run",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="pairs of runs, alternating which goes first")
+    parser.add_argument("--out", default="search_speedup.json", help="file under benchmarks/results/")
     args = parser.parse_args(argv)
     per_task = args.trials_per_task
     with tempfile.TemporaryDirectory(prefix="search-") as tmp:
@@ -119,44 +127,61 @@ def main(argv: list[str] | None = None) -> int:
         # warm-up, not timed: the first flow of the process starts Prefect's temporary API server (about 10 s),
         # which would otherwise be charged to whichever run comes first
         run(2, 1, args.parallelism, args.cv_folds, per_task)
-        if args.warm_cluster:
-            one, two = (warm_run(args, workers) for workers in (1, 2))
-        else:
-            one = run(args.trials, 1, args.parallelism, args.cv_folds, per_task)
-            two = run(args.trials, 2, args.parallelism, args.cv_folds, per_task)
-    speedup = one["wall_seconds"] / two["wall_seconds"]  # type: ignore[operator]
-    loop_speedup = one["search_loop_seconds"] / two["search_loop_seconds"]  # type: ignore[operator]
-    same = one["best_trial"] == two["best_trial"] and one["best_params"] == two["best_params"]
+        pairs = []
+        for i in range(args.repeat):
+            sides = {}
+            for workers in (1, 2) if i % 2 == 0 else (2, 1):
+                if args.warm_cluster:
+                    sides[workers] = warm_run(args, workers)
+                else:
+                    sides[workers] = run(args.trials, workers, args.parallelism, args.cv_folds, per_task)
+            pairs.append(_pair(sides[1], sides[2]))
     cluster = "warm local cluster" if args.warm_cluster else "cluster started by each run"
     print(f"parallelism {args.parallelism}, {args.cv_folds} folds, trials per task {per_task or 'auto'}, {cluster}\n")
-    print("| Dask workers | trials per task | wall s | search loop s | trials | best trial | best cv accuracy |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for r in (one, two):
-        cells = [r["workers"], r["trials_per_task"], r["wall_seconds"], r["search_loop_seconds"], r["trials"]]
-        cells.append(r["best_trial"])
-        cells.append(f"{r['best_cv_accuracy']:.4f}")
-        print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"\nspeedup {speedup:.2f}x (search loop alone {loop_speedup:.2f}x); same best trial: {same}")
-    out = REPO / "benchmarks" / "results" / "search_speedup.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "parallelism": args.parallelism,
-                "cv_folds": args.cv_folds,
-                "trials_per_task": per_task or "auto",
-                "warm_cluster": args.warm_cluster,
-                "one": one,
-                "two": two,
-                "speedup": speedup,
-                "search_loop_speedup": loop_speedup,
-                "same_best": same,
-            },
-            indent=2,
-        )
-        + "\n"
+    print(
+        "| pair | 1 worker: wall / loop / trial s | 2 workers: wall / loop / trial s | 2 workers busy | "
+        "trials slower on 2 | speedup: wall (loop) | same best trial |"
     )
+    print("|---:|---|---|---:|---:|---:|:---:|")
+    for i, pair in enumerate(pairs, start=1):
+        sides = [pair["one"], pair["two"]]
+        cells = [
+            " / ".join(str(r[k]) for k in ("wall_seconds", "search_loop_seconds", "trial_cpu_seconds")) for r in sides
+        ]
+        print(
+            f"| {i} | {cells[0]} | {cells[1]} | {pair['busy']:.0%} | {pair['trials_slower']:+.0%} | "
+            f"{pair['speedup']:.2f}x ({pair['search_loop_speedup']:.2f}x) | {'yes' if pair['same_best'] else 'NO'} "
+            f"(trial {pair['one']['best_trial']}) |"
+        )
+    median = statistics.median(p["speedup"] for p in pairs)
+    same = all(p["same_best"] for p in pairs)
+    print(f"\nmedian speedup {median:.2f}x over {len(pairs)} pair(s); same best trial in all: {same}")
+    out = REPO / "benchmarks" / "results" / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "parallelism": args.parallelism,
+        "cv_folds": args.cv_folds,
+        "trials_per_task": per_task or "auto",
+        "warm_cluster": args.warm_cluster,
+        "median_speedup": median,
+        "pairs": pairs,
+    }
+    out.write_text(json.dumps(summary, indent=2) + "\n")
     return 0
+
+
+def _pair(one: dict[str, Any], two: dict[str, Any]) -> dict[str, Any]:
+    """One worker against two: the speedups, how busy the two workers were (their trials' seconds over twice the
+    loop) and how much slower the same trials ran on two workers than on one."""
+    return {
+        "one": one,
+        "two": two,
+        "speedup": one["wall_seconds"] / two["wall_seconds"],
+        "search_loop_speedup": one["search_loop_seconds"] / two["search_loop_seconds"],
+        "busy": two["trial_cpu_seconds"] / 2 / two["search_loop_seconds"],
+        "trials_slower": two["trial_cpu_seconds"] / one["trial_cpu_seconds"] - 1,
+        "same_best": one["best_trial"] == two["best_trial"] and one["best_params"] == two["best_params"],
+    }
 
 
 def warm_run(args: argparse.Namespace, workers: int) -> dict[str, object]:
