@@ -218,3 +218,65 @@ def test_credentials_never_reach_a_log_line(tmp_path: Path, log_format: str) -> 
             err.splitlines()[0].split(" WARNING mlops.store: ")[1]
             == "cannot reach postgresql://mlops:***@db.internal:5432/mlops"
         )
+
+
+ACCESS_LINES = """
+import asyncio, json, logging, sys, time
+from core import logs
+from core.settings import get_settings
+
+
+class Counting:  # stderr, counting the writes that carry access lines
+    writes = []
+
+    def write(self, text):
+        self.writes.append(text.count('"mlops.access"'))
+        return sys.__stderr__.write(text)
+
+    def flush(self):
+        sys.__stderr__.flush()
+
+
+sys.stderr = Counting()
+logs.configure(get_settings())
+
+
+async def turn() -> None:
+    for i in range(3):  # three answers in one event-loop turn
+        logs.bind(request_id=f"r{i}", variant="champion")
+        logs.log_access("POST", "/v1/predict", 200, time.perf_counter(), "127.0.0.1", index=i)
+    await asyncio.sleep(0)
+
+
+asyncio.run(turn())
+logs.bind(request_id="r9")
+logs.log_access("GET", "/x/feedback-secret-123", 404, time.perf_counter(), None)  # no loop: written at once
+logs.access_log.info("%s", "through logging", extra={"method": "GET", "path": "/", "status": 200})
+print(json.dumps([n for n in Counting.writes if n]))
+"""
+
+
+def test_json_access_lines_are_written_once_per_loop_turn_as_the_formatter_writes_them(tmp_path: Path) -> None:
+    """The access lines skip ``logging`` (a tenth of a request's CPU, benchmarks/README.md) and are written together
+    after the turn that answered them; each is the JSON object the configured formatter makes, with the request's
+    context, and secrets are redacted as in every other line."""
+    env = child_env(tmp_path, MLOPS_LOG_FORMAT="json", MLOPS_FEEDBACK_TOKEN="feedback-secret-123")
+    done = subprocess.run(
+        [sys.executable, "-c", ACCESS_LINES], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = json_lines(done.stderr)
+    assert [(line.get("request_id"), line["path"]) for line in lines] == [
+        ("r0", "/v1/predict"),
+        ("r1", "/v1/predict"),
+        ("r2", "/v1/predict"),
+        ("r9", "/x/***"),
+        ("r9", "/"),
+    ]
+    direct, through_logging = lines[0], lines[-1]
+    assert set(through_logging) - {"index", "duration_ms", "client"} <= set(direct)
+    assert direct["logger"] == through_logging["logger"] == "mlops.access" and direct["level"] == "INFO"
+    assert direct["message"].startswith('127.0.0.1 "POST /v1/predict" 200 ') and direct["variant"] == "champion"
+    assert [line["index"] for line in lines[:3]] == [0, 1, 2]
+    assert json.loads(done.stdout) == [3, 1, 1]  # the turn's three lines in one write
+    assert "feedback-secret-123" not in done.stderr
