@@ -70,13 +70,17 @@ def health_report(
 ) -> HealthReport:
     """EWMA charts on latency, error rate and (where labels exist) accuracy for classifiers or mean absolute error
     for regressors; the quality chart is drawn against the champion's holdout figure, the others against their own
-    first intervals."""
+    first intervals. Each interval weighs as many answers as it holds (see ``monitoring.ewma``), so the partly filled
+    intervals at the ends of the window neither raise nor hide an alarm."""
     m = config.monitoring
     charts: dict[str, ControlChart] = {}
     forecasts: dict[str, float | None] = {}
     if len(series) >= 2:
+        answers = series["answers"].to_numpy(dtype=float)
         lat = series["latency_p95_ms"].to_numpy(dtype=float)
-        charts["latency_p95_ms"] = ewma_chart(lat, "latency_p95_ms", alpha=m.ewma_alpha, width=m.ewma_width)
+        charts["latency_p95_ms"] = ewma_chart(
+            lat, "latency_p95_ms", alpha=m.ewma_alpha, width=m.ewma_width, counts=answers
+        )
         forecasts["latency_p95_ms"] = time_to_breach(
             charts["latency_p95_ms"].smoothed, m.slo_latency_p95_ms, m.interval_seconds
         )
@@ -90,6 +94,7 @@ def health_report(
             width=m.ewma_width,
             mean=base_err,
             sigma=math.sqrt(base_err * (1 - base_err) / n),
+            counts=answers,
         )
         forecasts["error_rate"] = time_to_breach(charts["error_rate"].smoothed, m.slo_error_rate, m.interval_seconds)
     acc = series["accuracy"].dropna() if "accuracy" in series else pd.Series(dtype=float)
@@ -104,6 +109,7 @@ def health_report(
             mean=p,
             sigma=math.sqrt(p * (1 - p) / n),
             bad="low",
+            counts=series.loc[acc.index, "labelled"].to_numpy(dtype=float),
         )
         if m.slo_accuracy is not None:
             forecasts["accuracy"] = time_to_breach(
@@ -145,6 +151,7 @@ def _chart_mae(
         mean=base,
         sigma=base * HALF_NORMAL_SD_PER_MEAN / math.sqrt(n),
         bad="high",
+        counts=series.loc[mae.index, "scored"].to_numpy(dtype=float),
     )
     if m.slo_mae is not None:
         forecasts["mae"] = time_to_breach(charts["mae"].smoothed, m.slo_mae, m.interval_seconds)

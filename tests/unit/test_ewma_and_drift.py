@@ -67,3 +67,17 @@ def test_integer_coded_categories_with_a_missing_value_are_not_drift() -> None:
     cur.loc[0, "plan"] = np.nan  # an int column with one missing value reads as float
     verdict = detect_drift(ref, cur, ["x"], ["plan"], with_html=False)
     assert verdict.drifted_columns == [], verdict.summary
+
+
+def test_intervals_weigh_what_their_answers_weigh() -> None:
+    values = [10.0, 12.0, 11.0, 9.0]
+    even = ewma_chart(values, "m", alpha=0.3, mean=10.0, sigma=2.0, counts=[40, 40, 40, 40])
+    plain = ewma_chart(values, "m", alpha=0.3, mean=10.0, sigma=2.0)
+    np.testing.assert_allclose(even.smoothed, plain.smoothed)
+    np.testing.assert_allclose(even.upper, plain.upper)  # equal counts: Roberts' limits exactly
+    # a last interval of 2 answers (of 40 usual) far off: it moves the average by its share and is no alarm
+    sparse = ewma_chart([10.0] * 10 + [30.0], "m", alpha=0.3, mean=10.0, sigma=2.0, counts=[40] * 10 + [2])
+    assert 10.0 < sparse.smoothed[-1] < 10.5 and not sparse.breached
+    # an empty interval leaves the chart where it was
+    gap = ewma_chart([11.0, float("nan"), 11.0], "m", mean=10.0, sigma=1.0, counts=[5, 0, 5])
+    assert gap.smoothed[1] == gap.smoothed[0] and gap.upper[1] == gap.upper[0]
