@@ -169,24 +169,25 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, logger, message, then context and extra fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "timestamp": utc_timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        line.update(run_fields())
-        context = _context.get()
-        if context:
-            line.update(context)
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+        line = json_object(record.created, record.levelname, record.name, record.getMessage(), extra)
         if record.exc_info:
             line["exception"] = _redact(self.formatException(record.exc_info))
         elif record.exc_text:
             line["exception"] = _redact(record.exc_text)
         return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def json_object(created: float, level: str, logger: str, message: str, extra: dict[str, Any]) -> dict[str, Any]:
+    """A JSON log line's object: timestamp, level, logger, message, then the Prefect run, the log context and the
+    line's own fields (``JsonFormatter``, and the access log's direct path in ``log_access``)."""
+    line: dict[str, Any] = {"timestamp": utc_timestamp(created), "level": level, "logger": logger, "message": message}
+    line.update(run_fields())
+    context = _context.get()
+    if context:
+        line.update(context)
+    line.update(extra)
+    return line
 
 
 class TextFormatter(logging.Formatter):
@@ -337,17 +338,7 @@ def log_access(method: str, path: str, status: int, started: float, client: str 
     if not _direct_json_access():
         access_log.info("%s", message, extra=extra)
         return
-    line: dict[str, Any] = {
-        "timestamp": utc_timestamp(time.time()),
-        "level": "INFO",
-        "logger": ACCESS_LOGGER,
-        "message": _redact(message),
-    }
-    line.update(run_fields())
-    context = _context.get()
-    if context:
-        line.update(context)
-    line.update(extra)
+    line = json_object(time.time(), "INFO", ACCESS_LOGGER, message, extra)  # its path, the only caller text, redacted
     _access_lines.add(
         orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_APPEND_NEWLINE).decode()
     )

@@ -106,7 +106,4 @@ def evaluate_trials_task(
     """Take the round's trials from its queue one at a time and cross-validate each on the training rows (never
     the holdout); a trial that raises fails alone, with its error in its result."""
     params = dict(proposals)
-    results: list[TrialResult] = []
-    for number in round_queue.take():
-        results.extend(evaluate_trials([(number, params[number])], train_rows, config))
-    return results
+    return evaluate_trials(((number, params[number]) for number in round_queue.take()), train_rows, config)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,10 +113,11 @@ def error_text(err: BaseException) -> str:
 
 
 def evaluate_trials(
-    trials: list[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig
+    trials: Iterable[tuple[int, dict[str, Any]]], train_rows: pd.DataFrame, config: ProjectConfig
 ) -> list[TrialResult]:
-    """Cross-validate each ``(trial number, params)`` in turn; a trial that raises fails alone (its error is kept,
-    the others still run), as one bad corner of the space must not end the search."""
+    """Cross-validate each ``(trial number, params)`` in turn, taking the next only when one is done (a round's
+    queue hands them out one at a time); a trial that raises fails alone (its error is kept, the others still run),
+    as one bad corner of the space must not end the search."""
     results = []
     for number, params in trials:
         started = time.perf_counter()
