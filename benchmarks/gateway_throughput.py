@@ -266,6 +266,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "seconds": seconds,
         "rps": requests / seconds if seconds else 0.0,
         "rps_per_segment": [p["rps"] for p in parts],
+        "requests_per_cpu_second_per_segment": [p.get("requests_per_cpu_second") for p in parts],
         "errors": sum(p["errors"] for p in parts),
         "statuses": statuses,
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
@@ -288,11 +289,16 @@ def measure_all(
     for server, path, bodies in servers.values():
         load(server.port, path, bodies, args.warmup, args.concurrency, workdir).pop("latencies_ms")
     cap = max(1, args.max_requests // args.rounds)
+    names = list(servers)
     for r in range(args.rounds):
-        for name, (server, path, bodies) in servers.items():
+        # each round starts with the next target, so no target always follows the same one
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            server, path, bodies = servers[name]
             cpu0 = session_cpu_seconds(server.proc.pid)
             part = load(server.port, path, bodies, args.seconds / args.rounds, args.concurrency, workdir, cap)
-            cpu[name] += session_cpu_seconds(server.proc.pid) - cpu0
+            used = session_cpu_seconds(server.proc.pid) - cpu0
+            cpu[name] += used
+            part["requests_per_cpu_second"] = part["requests"] / used if used else None
             loaded[name].append(part)
             one = load(server.port, path, bodies, args.serial_seconds / args.rounds, 1, workdir, cap)
             serial[name].append(one)
@@ -510,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.seconds = min(max(args.seconds, 1.0), 60.0)  # bounded: the whole run stays within a few minutes
     args.concurrency = min(max(args.concurrency, 1), 256)
-    args.rounds = min(max(args.rounds, 1), 10)
+    args.rounds = min(max(args.rounds, 1), 20)
     args.max_requests = max(args.max_requests, args.rounds)
 
     if args.log_formats:
@@ -636,6 +642,12 @@ def log_formats(run: BenchmarkRun, args: argparse.Namespace) -> int:
         written = server.log_path.stat().st_size - sizes_before[name]
         http[name]["log_bytes_per_request"] = written / max(answered, 1)
     text, json_on = (http[n]["loaded"] for n in list(LOG_VARIANTS)[:2])
+    # the cost in each round (its cells ran seconds apart), beside the totals: the spread says how far the host's
+    # speed moved during the run (from -70% to +50% in 1-second cells, -22% to +36% in 3-second cells on 2026-12-02)
+    paired = {
+        key: sorted(1.0 - j / t for t, j in zip(text[key], json_on[key], strict=True) if t and j)
+        for key in ("rps_per_segment", "requests_per_cpu_second_per_segment")
+    }
     fields = {
         "seconds": args.seconds,
         "concurrency": args.concurrency,
@@ -643,6 +655,8 @@ def log_formats(run: BenchmarkRun, args: argparse.Namespace) -> int:
         "access_line_cpu_us": per_line,
         "cost_rps": 1.0 - json_on["rps"] / text["rps"],
         "cost_requests_per_cpu_second": 1.0 - json_on["requests_per_cpu_second"] / text["requests_per_cpu_second"],
+        "cost_rps_per_round": paired["rps_per_segment"],
+        "cost_requests_per_cpu_second_per_round": paired["requests_per_cpu_second_per_segment"],
     }
     results = run.results("gateway_logs", fields)
     table = log_report(results, args)
@@ -699,11 +713,23 @@ def log_report(results: dict[str, Any], args: argparse.Namespace) -> str:
         f"{results['cost_requests_per_cpu_second']:.1%} of requests per server CPU-second "
         f"(target: at most {TARGET_LOG_COST:.0%}).",
         "",
+        "The same cost round by round (each round's cells ran seconds apart; median and range): "
+        f"{_spread(results['cost_rps_per_round'])} of req/s, "
+        f"{_spread(results['cost_requests_per_cpu_second_per_round'])} of requests per server CPU-second.",
+        "",
         "In-process CPU per access line (written to a file): "
         + ", ".join(f"{k} {v:.1f} µs" for k, v in results["access_line_cpu_us"].items())
         + f"; against the text gateway's {text_cpu_ms:.3f} ms of server CPU per request.",
     ]
     return "\n".join(lines)
+
+
+def _spread(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    mid = len(values) // 2
+    median = values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+    return f"{median:.1%} ({values[0]:.1%} to {values[-1]:.1%})"
 
 
 if __name__ == "__main__":

