@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.seconds = min(max(args.seconds, 1.0), 60.0)  # bounded: the whole run stays within a few minutes
     args.concurrency = min(max(args.concurrency, 1), 256)
-    args.rounds = min(max(args.rounds, 1), 20)
+    if not 1 <= args.rounds <= 20:
+        parser.error(f"--rounds {args.rounds}: use 1 to 20 (each round's cells get --seconds/--rounds)")
     args.max_requests = max(args.max_requests, args.rounds)
 
     if args.log_formats:
