@@ -105,7 +105,7 @@ def test_batching_trials_per_task_keeps_the_trials_and_fails_only_the_bad_ones(
 
 @pytest.mark.slow
 def test_a_task_free_first_takes_the_rest_of_the_round(settings: Any) -> None:
-    """On a real two-worker Dask cluster, the round's first trial is slow (1.5 s per fit) and its other three fast:
+    """On a real two-worker Dask cluster, the round's first trial is slow (6 s per fit) and its other three fast:
     the task that took the slow one runs only it, the other task takes the other three meanwhile, instead of each
     running a fixed half of the round."""
     search = {
