@@ -20,32 +20,15 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 from common import write_json
 
 from core.config import load_config
 from monitoring.health import health_report, interval_series
 from tests.conftest import write_synthetic_project
+from tests.helpers import labelled_window
 
 SHIFTS = (0.0, 1.0, 2.0, 6.0)
 MAE_OF_SD_5 = 5 * math.sqrt(2 / math.pi)  # the champion's holdout MAE for normal(0, 5) errors
-
-
-def window(seed: int, start: datetime, shift: float, answers: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    errors = rng.normal(0, 5, answers) + np.where(np.arange(answers) > 0.6 * answers, shift, 0.0)
-    prediction = rng.uniform(50, 150, answers)
-    at = [start + timedelta(seconds=1800 * i / answers) for i in range(answers)]
-    return pd.DataFrame(
-        {
-            "at": pd.to_datetime(at, utc=True),
-            "label": prediction + errors,
-            "prediction": prediction,
-            "latency_ms": 2.0,
-            "status": "ok",
-        }
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(args.seeds):
             for k in range(args.offsets):
                 start = minute + timedelta(seconds=60.0 * k / args.offsets)
-                series = interval_series(window(seed, start, shift, args.answers), config.monitoring.interval_seconds)
+                series = interval_series(
+                    labelled_window(start, seed=seed, n=args.answers, late_bias=shift),
+                    config.monitoring.interval_seconds,
+                )
                 degraded += "mae" in health_report(series, config, None, baseline_mae=MAE_OF_SD_5).degraded
         total = args.seeds * args.offsets
         rows.append({"shift": shift, "windows": total, "degraded": degraded, "share": degraded / total})

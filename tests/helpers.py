@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from core.config import ProjectConfig
 from core.names import CHAMPION, HOLDOUT_PREFIX
@@ -53,3 +57,23 @@ def train_and_register(
     elif alias:
         registry.set_alias(alias, str(mv.version), actor=actor, reason=description)
     return str(mv.version)
+
+
+def labelled_window(
+    start: datetime, *, seed: int = 11, n: int = 800, minutes: float = 30, late_bias: float = 0.0
+) -> pd.DataFrame:
+    """A regressor's prediction log as the monitor reads it: ``n`` labelled answers spread evenly over ``minutes``
+    from ``start``, errors normal(0, 5), the truths of the last 40% moved by ``late_bias`` (the health tests' and
+    ``benchmarks/monitor_alignment.py``'s window)."""
+    rng = np.random.default_rng(seed)
+    errors = rng.normal(0, 5, n) + np.where(np.arange(n) > 0.6 * n, late_bias, 0.0)
+    prediction = rng.uniform(50, 150, n)
+    return pd.DataFrame(
+        {
+            "at": pd.to_datetime([start + timedelta(minutes=minutes * i / n) for i in range(n)], utc=True),
+            "label": prediction + errors,
+            "prediction": prediction,
+            "latency_ms": 2.0,
+            "status": "ok",
+        }
+    )

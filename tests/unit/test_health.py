@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from core.config import ProjectConfig, load_config
 from monitoring.health import health_report, interval_series
 from tests.conftest import write_synthetic_project
+from tests.helpers import labelled_window
 
 MAE_OF_SD_5 = 5 * np.sqrt(2 / np.pi)  # 3.99: the mean absolute error of normal(0, 5) errors
 
@@ -22,23 +22,6 @@ def regression(tmp_path_factory: pytest.TempPathFactory) -> ProjectConfig:
     folder: Path = tmp_path_factory.mktemp("spend")
     return load_config(
         write_synthetic_project(folder, config={"evaluation": {"primary_metric": "mae"}, "gates.min_score": None})
-    )
-
-
-def labelled_window(start: datetime, *, n: int = 800, minutes: float = 30, late_bias: float = 0.0) -> pd.DataFrame:
-    """``n`` labelled answers spread evenly over ``minutes`` from ``start``, errors normal(0, 5); the last 40% of the
-    truths moved by ``late_bias``."""
-    rng = np.random.default_rng(11)
-    errors = rng.normal(0, 5, n) + np.where(np.arange(n) > 0.6 * n, late_bias, 0.0)
-    prediction = rng.uniform(50, 150, n)
-    return pd.DataFrame(
-        {
-            "at": pd.to_datetime([start + timedelta(minutes=minutes * i / n) for i in range(n)], utc=True),
-            "label": prediction + errors,
-            "prediction": prediction,
-            "latency_ms": 2.0,
-            "status": "ok",
-        }
     )
 
 
